@@ -1,0 +1,259 @@
+"""Offline datasets and task construction.
+
+Everything here runs with no network: glyph images are rendered from the
+fonts that ship inside matplotlib, and real handwritten digits come from
+scikit-learn's bundled copy.  Images are float32 in [0, 1], shaped
+(n, 28, 28, 1), white strokes on black, like MNIST.
+"""
+from __future__ import annotations
+
+import os
+import string
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+
+IMAGE_SIZE = 28
+UPPERCASE = string.ascii_uppercase
+LOWERCASE = string.ascii_lowercase
+DIGITS = string.digits
+
+# Fonts bundled with matplotlib that have Latin letters and lining digits.
+GLYPH_FONTS = (
+    "DejaVuSans.ttf", "DejaVuSans-Bold.ttf", "DejaVuSans-Oblique.ttf",
+    "DejaVuSans-BoldOblique.ttf", "DejaVuSansMono.ttf", "DejaVuSansMono-Bold.ttf",
+    "DejaVuSansMono-Oblique.ttf", "DejaVuSansMono-BoldOblique.ttf",
+    "DejaVuSerif.ttf", "DejaVuSerif-Bold.ttf", "DejaVuSerif-Italic.ttf",
+    "DejaVuSerif-BoldItalic.ttf", "STIXGeneral.ttf", "STIXGeneralBol.ttf",
+    "STIXGeneralItalic.ttf", "STIXGeneralBolIta.ttf", "cmr10.ttf", "cmb10.ttf",
+    "cmss10.ttf", "cmti10.ttf", "cmtt10.ttf",
+)
+
+
+@dataclass
+class Dataset:
+    """Images ``x`` (n, 28, 28, 1), integer labels ``y`` and the class names."""
+
+    x: np.ndarray
+    y: np.ndarray
+    class_names: tuple
+    name: str = ""
+
+    def __post_init__(self):
+        if len(self.x) != len(self.y):
+            raise ValueError(
+                f"Dataset {self.name!r}: {len(self.x)} images but {len(self.y)} labels; "
+                "pass one label per image.")
+
+    def __len__(self):
+        return len(self.y)
+
+    @property
+    def num_classes(self):
+        return len(self.class_names)
+
+    def counts(self):
+        """Examples per class, as a list indexed by class."""
+        return np.bincount(self.y, minlength=self.num_classes).tolist()
+
+    def subset(self, index, name=None):
+        index = np.asarray(index)
+        return Dataset(self.x[index], self.y[index], self.class_names, name or self.name)
+
+    def __repr__(self):
+        return (f"Dataset({self.name!r}: {len(self)} images {self.x.shape[1:]}, "
+                f"{self.num_classes} classes)")
+
+
+@dataclass
+class Task:
+    """A classification task split into train / validation / test."""
+
+    name: str
+    train: Dataset
+    val: Dataset
+    test: Dataset
+    description: str = ""
+
+    @property
+    def class_names(self):
+        return self.train.class_names
+
+    @property
+    def num_classes(self):
+        return self.train.num_classes
+
+    @property
+    def input_shape(self):
+        return tuple(self.train.x.shape[1:])
+
+    def __repr__(self):
+        return (f"Task({self.name!r}: {self.num_classes} classes, train={len(self.train)}, "
+                f"val={len(self.val)}, test={len(self.test)})")
+
+
+# --------------------------------------------------------------------------- glyphs
+def _font_dir():
+    import matplotlib
+    return os.path.join(matplotlib.get_data_path(), "fonts", "ttf")
+
+
+def _center(bitmap, size=IMAGE_SIZE, box=20):
+    """Scale a glyph bitmap to fit a ``box``-pixel square and centre it on a canvas."""
+    from scipy import ndimage
+
+    img = bitmap.astype(np.float32) / 255.0
+    h, w = img.shape
+    zoom = box / max(h, w)
+    img = np.clip(ndimage.zoom(img, zoom, order=1), 0.0, 1.0)
+    canvas = np.zeros((size, size), np.float32)
+    h, w = img.shape
+    top, left = (size - h) // 2, (size - w) // 2
+    canvas[top:top + h, left:left + w] = img
+    return canvas
+
+
+_GLYPH_CACHE: dict = {}
+
+
+def render_glyphs(chars, fonts=GLYPH_FONTS):
+    """Render every char in every font once: array (len(chars), len(fonts), 28, 28)."""
+    from matplotlib.ft2font import FT2Font
+
+    key = (tuple(chars), tuple(fonts))
+    if key in _GLYPH_CACHE:
+        return _GLYPH_CACHE[key]
+    out = np.zeros((len(chars), len(fonts), IMAGE_SIZE, IMAGE_SIZE), np.float32)
+    for j, font_file in enumerate(fonts):
+        font = FT2Font(os.path.join(_font_dir(), font_file))
+        font.set_size(48, 72)
+        for i, ch in enumerate(chars):
+            with warnings.catch_warnings():
+                warnings.simplefilter("error")  # a missing glyph must not pass silently
+                font.set_text(ch, 0.0)
+            font.draw_glyphs_to_bitmap()
+            bitmap = np.asarray(font.get_image())
+            if bitmap.max() == 0:
+                raise ValueError(f"font {font_file!r} has no glyph for {ch!r}; "
+                                 "choose characters the font covers")
+            out[i, j] = _center(bitmap)
+    _GLYPH_CACHE[key] = out
+    return out
+
+
+def augment(images, rng, strength=1.0):
+    """Random affine warp, stroke width and noise: one new image per input image."""
+    from scipy import ndimage
+
+    out = np.empty_like(images)
+    c = (IMAGE_SIZE - 1) / 2.0
+    for n, img in enumerate(images):
+        angle = np.deg2rad(rng.uniform(-18, 18) * strength)
+        scale = np.exp(rng.uniform(-0.2, 0.15) * strength)
+        shear = rng.uniform(-0.3, 0.3) * strength
+        cos, sin = np.cos(angle), np.sin(angle)
+        forward = np.array([[cos, -sin], [sin, cos]]) @ np.array([[1, shear], [0, 1]]) * scale
+        inverse = np.linalg.inv(forward)
+        shift = rng.uniform(-2.5, 2.5, size=2) * strength
+        offset = np.array([c, c]) - inverse @ (np.array([c, c]) + shift)
+        warped = ndimage.affine_transform(img, inverse, offset=offset, order=1)
+        stroke = rng.integers(-1, 2) if strength > 0 else 0
+        if stroke > 0:
+            warped = ndimage.grey_dilation(warped, size=(2, 2))
+        elif stroke < 0:
+            warped = ndimage.grey_erosion(warped, size=(2, 2)) * 0.5 + warped * 0.5
+        warped = warped + rng.normal(0, 0.08 * strength, warped.shape)
+        out[n] = np.clip(warped, 0.0, 1.0)
+    return out
+
+
+def glyph_dataset(chars, n_per_class, seed=0, fonts=GLYPH_FONTS, strength=1.0, name=None):
+    """``n_per_class`` augmented renderings of each char, fonts drawn at random."""
+    _check_int("n_per_class", n_per_class, 1)
+    base = render_glyphs(chars, fonts)
+    rng = np.random.default_rng(seed)
+    font_idx = rng.integers(0, len(fonts), size=(len(chars), n_per_class))
+    y = np.repeat(np.arange(len(chars)), n_per_class)
+    x = base[y, font_idx.ravel()]
+    x = augment(x, rng, strength)[..., None]
+    order = rng.permutation(len(y))
+    return Dataset(x[order], y[order].astype(np.int64), tuple(chars), name or "glyphs")
+
+
+# --------------------------------------------------------------------------- digits
+def handwritten_digits(name="handwritten digits"):
+    """scikit-learn's bundled 1,797 real handwritten digits, upscaled 8x8 -> 28x28."""
+    from scipy import ndimage
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    small = bunch.images.astype(np.float32) / 16.0
+    big = np.stack([ndimage.zoom(im, 20 / 8, order=1) for im in small])
+    x = np.zeros((len(big), IMAGE_SIZE, IMAGE_SIZE), np.float32)
+    x[:, 4:24, 4:24] = np.clip(big, 0, 1)
+    return Dataset(x[..., None], bunch.target.astype(np.int64), tuple(DIGITS), name)
+
+
+# --------------------------------------------------------------------------- sampling
+def _check_int(what, value, low, high=None):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{what} must be an integer, got {value!r}")
+    if value < low or (high is not None and value > high):
+        bound = f">= {low}" if high is None else f"between {low} and {high}"
+        raise ValueError(f"{what}={value!r} is out of range; use a value {bound}")
+
+
+def few_shot(dataset, k, seed=0):
+    """Exactly ``k`` examples of every class, chosen deterministically by ``seed``."""
+    _check_int("k (shots per class)", k, 1)
+    counts = dataset.counts()
+    smallest = min(counts)
+    if k > smallest:
+        cls = dataset.class_names[int(np.argmin(counts))]
+        raise ValueError(
+            f"k={k} shots per class is more than class {cls!r} has ({smallest}) in "
+            f"{dataset.name!r}; use k <= {smallest}")
+    rng = np.random.default_rng(seed)
+    picks = [rng.choice(np.flatnonzero(dataset.y == c), size=k, replace=False)
+             for c in range(dataset.num_classes)]
+    index = np.concatenate(picks)
+    return dataset.subset(index[rng.permutation(len(index))], f"{dataset.name}, {k}-shot")
+
+
+def split(dataset, fractions=(0.7, 0.15, 0.15), seed=0):
+    """Stratified train / validation / test split of one dataset."""
+    if len(fractions) != 3 or abs(sum(fractions) - 1) > 1e-6 or min(fractions) <= 0:
+        raise ValueError(f"fractions={fractions!r} must be three positive numbers summing to 1")
+    rng = np.random.default_rng(seed)
+    parts = ([], [], [])
+    for c in range(dataset.num_classes):
+        idx = rng.permutation(np.flatnonzero(dataset.y == c))
+        a = int(round(fractions[0] * len(idx)))
+        b = a + int(round(fractions[1] * len(idx)))
+        for part, chunk in zip(parts, (idx[:a], idx[a:b], idx[b:])):
+            part.append(chunk)
+    return tuple(dataset.subset(np.sort(np.concatenate(p)), f"{dataset.name} {s}")
+                 for p, s in zip(parts, ("train", "val", "test")))
+
+
+# --------------------------------------------------------------------------- tasks
+def glyph_task(chars, train_per_class, val_per_class, test_per_class, seed, name,
+               description=""):
+    """A task of rendered glyphs; each split is an independent draw (its own seed)."""
+    splits = [glyph_dataset(chars, n, seed=seed * 10 + i, name=f"{name} {part}")
+              for i, (n, part) in enumerate(((train_per_class, "train"), (val_per_class, "val"),
+                                             (test_per_class, "test")))]
+    return Task(name, *splits, description=description)
+
+
+def source_task(train_per_class=120, val_per_class=10, test_per_class=40, seed=1):
+    """Source: the 26 capital letters A-Z, printed in 21 fonts, warped and noisy."""
+    return glyph_task(UPPERCASE, train_per_class, val_per_class, test_per_class, seed, "letters",
+                      "26 capital letters rendered from matplotlib's fonts, randomly warped")
+
+
+def target_task(train_per_class=40, val_per_class=20, test_per_class=100, seed=2):
+    """Target: the digits 0-9 in the same style; use ``few_shot`` on ``train`` for k shots."""
+    return glyph_task(DIGITS, train_per_class, val_per_class, test_per_class, seed, "digits",
+                      "10 digits rendered from matplotlib's fonts, randomly warped")

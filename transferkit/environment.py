@@ -1,0 +1,91 @@
+"""Where the kit runs: backend, device, seeds and the cache folder.
+
+The lowest layer of the kit: it imports nothing else from ``transferkit``.
+"""
+from __future__ import annotations
+
+import os
+import platform
+import random
+from pathlib import Path
+
+# Deterministic kernels on TensorFlow (read when ops first run; harmless elsewhere).
+os.environ.setdefault("TF_DETERMINISTIC_OPS", "1")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+
+ENV_CACHE = "TRANSFERKIT_CACHE"
+
+
+def set_seed(seed=0):
+    """Seed Python, NumPy and the Keras backend so a run can be repeated exactly."""
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed={seed!r} must be a non-negative integer, e.g. seed=0")
+    random.seed(int(seed))
+    np.random.seed(int(seed))
+    keras.utils.set_random_seed(int(seed))
+
+
+def cache_dir(create=True):
+    """Folder for cached models: $TRANSFERKIT_CACHE, else the repo's ``data/cache``."""
+    env = os.environ.get(ENV_CACHE)
+    if env:
+        path = Path(env).expanduser()
+    else:
+        repo_data = Path(__file__).resolve().parent.parent / "data"
+        path = (repo_data / "cache") if repo_data.is_dir() else Path.home() / ".cache" / "transferkit"
+    if create:
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise OSError(f"cannot create the cache folder {str(path)!r} ({exc.strerror}); "
+                          f"set {ENV_CACHE} to a writable folder") from None
+    return path
+
+
+def _gpus():
+    backend = keras.backend.backend()
+    try:
+        if backend == "tensorflow":
+            import tensorflow as tf
+            return [d.name for d in tf.config.list_physical_devices("GPU")]
+        if backend == "jax":
+            import jax
+            return [str(d) for d in jax.devices() if d.platform == "gpu"]
+        if backend == "torch":
+            import torch
+            return [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+    except Exception:  # a broken GPU stack still leaves the CPU usable
+        return []
+    return []
+
+
+def device_report():
+    """A dict describing backend, versions and the device training will use."""
+    backend = keras.backend.backend()
+    framework = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}.get(backend)
+    version = "?"
+    if framework:
+        try:
+            version = __import__(framework).__version__
+        except ImportError:
+            pass
+    gpus = _gpus()
+    return {
+        "backend": backend,
+        "backend_version": version,
+        "keras": keras.__version__,
+        "python": platform.python_version(),
+        "device": f"GPU ({gpus[0]})" if gpus else "CPU",
+        "gpus": len(gpus),
+        "cpu_cores": os.cpu_count(),
+    }
+
+
+def describe_device():
+    """One line for a notebook's first cell."""
+    r = device_report()
+    return (f"Keras {r['keras']} on {r['backend']} {r['backend_version']}; "
+            f"training on {r['device']} ({r['cpu_cores']} CPU cores)")

@@ -1,0 +1,76 @@
+"""The kit's network: a small CNN with named blocks and a replaceable head.
+
+Layer names follow ``block<i>_<part>`` for the backbone and ``head`` for the
+classifier, so blocks can be frozen, inspected and transferred by name.
+"""
+from __future__ import annotations
+
+import keras
+from keras import layers
+
+from .data import IMAGE_SIZE
+
+DEFAULT_WIDTHS = (16, 32, 64)
+HEAD = "head"
+
+
+def build_model(num_classes, input_shape=(IMAGE_SIZE, IMAGE_SIZE, 1), widths=DEFAULT_WIDTHS,
+                name="cnn"):
+    """Backbone of ``len(widths)`` conv blocks (conv, BatchNorm, ReLU), then a Dense head.
+
+    Block 1 downsamples with stride 2 (cheap on a laptop CPU), block 2 max-pools,
+    the last block is averaged over space into a feature vector.
+    """
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
+        raise ValueError(f"num_classes={num_classes!r}: a classifier needs an integer >= 2")
+    if len(widths) < 1 or any(int(w) < 1 for w in widths):
+        raise ValueError(f"widths={widths!r}: give one positive channel count per block")
+    inputs = keras.Input(shape=tuple(input_shape), name="image")
+    x = inputs
+    for i, width in enumerate(widths, start=1):
+        x = layers.Conv2D(width, 3, strides=2 if i == 1 else 1, padding="same",
+                          use_bias=False, name=f"block{i}_conv")(x)
+        x = layers.BatchNormalization(momentum=0.9, name=f"block{i}_bn")(x)
+        x = layers.ReLU(name=f"block{i}_relu")(x)
+        if 1 < i < len(widths):
+            x = layers.MaxPooling2D(name=f"block{i}_pool")(x)
+    features = layers.GlobalAveragePooling2D(name="features")(x)
+    outputs = layers.Dense(num_classes, name=HEAD)(features)
+    return keras.Model(inputs, outputs, name=name)
+
+
+def block_names(model):
+    """Backbone blocks in order, e.g. ['block1', 'block2', 'block3']."""
+    names = []
+    for layer in model.layers:
+        prefix = layer.name.split("_")[0]
+        if prefix.startswith("block") and prefix not in names:
+            names.append(prefix)
+    return names
+
+
+def block_layers(model, block):
+    """The layers of one block ('block2') or of the head ('head')."""
+    valid = block_names(model) + [HEAD]
+    if block not in valid:
+        raise ValueError(f"unknown block {block!r}; this model has {valid}")
+    if block == HEAD:
+        return [model.get_layer(HEAD)]
+    return [layer for layer in model.layers if layer.name.split("_")[0] == block]
+
+
+def feature_extractor(model):
+    """A model sharing ``model``'s backbone that outputs the pooled feature vector."""
+    return keras.Model(model.inputs, model.get_layer("features").output,
+                       name=f"{model.name}_features")
+
+
+def check_input(model, x):
+    """Raise a one-line error when ``x`` does not fit the model's input."""
+    expected = tuple(model.inputs[0].shape[1:])
+    got = tuple(getattr(x, "shape", ()))
+    if len(got) != len(expected) + 1 or got[1:] != expected:
+        raise ValueError(
+            f"input of shape {got} does not fit model {model.name!r}, which expects "
+            f"(batch, {', '.join(map(str, expected))}); reshape to that, e.g. "
+            f"x.reshape(-1, {', '.join(map(str, expected))})")

@@ -1,0 +1,238 @@
+"""Compile, train, evaluate: thin, checked wrappers around Keras.
+
+``fit`` validates its inputs, refuses to train a model whose ``trainable``
+flags changed since it was compiled, and returns a ``RunHistory`` that can be
+plotted and chained across phases (head first, then fine-tuning).
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+import keras
+import numpy as np
+
+from .data import Dataset
+from .models import build_model, check_input
+from .transfer import check_recompiled, freeze, remember_fit, unfreeze
+
+METRICS = ("loss", "accuracy", "val_loss", "val_accuracy")
+
+
+def _check_number(what, value, low, high, hint):
+    try:
+        ok = math.isfinite(float(value)) and low < float(value) <= high
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise ValueError(f"{what}={value!r} is out of range; {hint}")
+
+
+def compile_model(model, learning_rate=1e-3):
+    """Adam + sparse cross-entropy on logits + accuracy. Call again after changing ``trainable``."""
+    _check_number("learning_rate", learning_rate, 0, 1.0,
+                  "use a positive value such as 1e-3 (1e-4 for fine-tuning)")
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  metrics=["accuracy"])
+    return model
+
+
+@dataclass
+class RunHistory:
+    """Per-epoch metrics of one run, possibly made of several phases."""
+
+    label: str = "run"
+    metrics: dict = field(default_factory=lambda: {k: [] for k in METRICS})
+    phases: list = field(default_factory=list)  # (name, first epoch index)
+    seconds: float = 0.0
+    interrupted: bool = False
+
+    @property
+    def epochs(self):
+        return len(self.metrics["loss"])
+
+    def add_epoch(self, logs):
+        for key in METRICS:
+            value = logs.get(key)
+            self.metrics[key].append(float(value) if value is not None else float("nan"))
+
+    def then(self, other, label=None):
+        """This run followed by ``other`` (a later phase) as one history."""
+        out = RunHistory(label or self.label)
+        for key in METRICS:
+            out.metrics[key] = self.metrics[key] + other.metrics[key]
+        out.phases = (self.phases or [(self.label, 0)]) + [
+            (name, start + self.epochs) for name, start in (other.phases or [(other.label, 0)])]
+        out.seconds = self.seconds + other.seconds
+        return out
+
+    def last(self, key="val_accuracy"):
+        return self.metrics[key][-1] if self.metrics[key] else float("nan")
+
+    def __repr__(self):
+        return (f"RunHistory({self.label!r}: {self.epochs} epochs, "
+                f"loss {self.last('loss'):.3f}, val_accuracy {self.last('val_accuracy'):.3f})")
+
+
+class _Recorder(keras.callbacks.Callback):
+    def __init__(self, history):
+        super().__init__()
+        self.history_ = history
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.history_.add_epoch(logs or {})
+
+
+def _as_xy(data, what):
+    if isinstance(data, Dataset):
+        return data.x, data.y
+    if isinstance(data, (tuple, list)) and len(data) == 2:
+        return np.asarray(data[0]), np.asarray(data[1])
+    raise TypeError(f"{what} must be a tk.Dataset or an (x, y) pair, got {type(data).__name__}")
+
+
+def _check_xy(model, x, y, what):
+    if len(x) == 0:
+        raise ValueError(f"{what} is empty: there is nothing to train or test on; "
+                         "check the split or the k-shot sampler")
+    check_input(model, x)
+    if x.dtype.kind not in "fiu":
+        raise TypeError(f"{what} images have dtype {x.dtype}; convert with x.astype('float32')")
+    y = np.asarray(y)
+    if y.dtype.kind not in "iu" or y.ndim != 1:
+        raise ValueError(f"{what} labels must be a 1-D array of integer class indices, got "
+                         f"dtype {y.dtype} and shape {y.shape}")
+    outputs = int(model.outputs[0].shape[-1])
+    if y.min() < 0 or y.max() >= outputs:
+        bad = int(y.max() if y.max() >= outputs else y.min())
+        raise ValueError(f"{what} has label {bad} but the model's head has {outputs} outputs "
+                         f"(labels 0..{outputs - 1}); build the model with num_classes matching "
+                         "the task")
+    if len(x) != len(y):
+        raise ValueError(f"{what}: {len(x)} images but {len(y)} labels; pass one label per image")
+
+
+def fit(model, train, val=None, epochs=10, batch_size=32, callbacks=(), label="run", verbose=0,
+        repeat=1):
+    """Train ``model`` on ``train`` (checked), return a ``RunHistory``.
+
+    ``repeat``: show each training example this many times per epoch.  With a
+    handful of examples an epoch is a single step; repeating keeps the number of
+    epochs (and of validation passes, which cost time) small.
+
+    Interrupting (Kernel -> Interrupt, Ctrl-C) stops after the current step: the
+    model keeps the weights it had reached and the history so far is returned
+    with ``interrupted=True``.
+    """
+    if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or not 1 <= epochs <= 10_000:
+        raise ValueError(f"epochs={epochs!r} is out of range; use an integer from 1 to 10000")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise ValueError(f"batch_size={batch_size!r} is out of range; use an integer >= 1")
+    if not getattr(model, "compiled", False):
+        raise RuntimeError(f"model {model.name!r} is not compiled; call "
+                           "tk.compile_model(model, learning_rate=...) first")
+    check_recompiled(model)
+    x, y = _as_xy(train, "training data")
+    _check_xy(model, x, y, "training data")
+    val_data = None
+    if val is not None:
+        vx, vy = _as_xy(val, "validation data")
+        _check_xy(model, vx, vy, "validation data")
+        val_data = (vx, vy)
+    if isinstance(repeat, bool) or not isinstance(repeat, (int, np.integer)) or repeat < 1:
+        raise ValueError(f"repeat={repeat!r} is out of range; use an integer >= 1")
+    if repeat > 1:
+        x, y = np.concatenate([x] * repeat), np.concatenate([y] * repeat)
+    history = RunHistory(label)
+    start = time.perf_counter()
+    try:
+        model.fit(x, y, validation_data=val_data, epochs=int(epochs),
+                  batch_size=int(min(batch_size, len(x))), shuffle=True, verbose=verbose,
+                  callbacks=[_Recorder(history), *callbacks])
+    except KeyboardInterrupt:
+        history.interrupted = True
+        print(f"Interrupted after {history.epochs} epochs: the model keeps its current "
+              "weights and the history so far is returned.")
+    finally:
+        history.seconds = time.perf_counter() - start
+        remember_fit(model)
+    return history
+
+
+# --------------------------------------------------------------------------- evaluation
+@dataclass
+class Scores:
+    accuracy: float
+    precision: float
+    recall: float
+    f1: float
+    confusion: np.ndarray
+    class_names: tuple = ()
+
+    def __str__(self):
+        return (f"accuracy {self.accuracy:.1%} | macro precision {self.precision:.1%} | "
+                f"macro recall {self.recall:.1%} | macro F1 {self.f1:.1%}")
+
+    def _repr_pretty_(self, p, cycle):
+        p.text(str(self))
+
+
+def predict_classes(model, data, batch_size=256):
+    x, _ = _as_xy(data, "data")
+    check_input(model, x)
+    return np.asarray(model.predict(x, batch_size=batch_size, verbose=0)).argmax(axis=1)
+
+
+def evaluate(model, data):
+    """Accuracy, macro precision / recall / F1 and the confusion matrix (scikit-learn)."""
+    from sklearn import metrics
+
+    x, y = _as_xy(data, "test data")
+    _check_xy(model, x, y, "test data")
+    pred = predict_classes(model, (x, y))
+    labels = np.arange(int(model.outputs[0].shape[-1]))
+    p, r, f, _ = metrics.precision_recall_fscore_support(y, pred, labels=labels,
+                                                         average="macro", zero_division=0)
+    names = data.class_names if isinstance(data, Dataset) else tuple(map(str, labels))
+    return Scores(float(metrics.accuracy_score(y, pred)), float(p), float(r), float(f),
+                  metrics.confusion_matrix(y, pred, labels=labels), names)
+
+
+# --------------------------------------------------------------------------- recipes
+def repeat_for(n_examples, batch_size=32, steps_per_epoch=10):
+    """How often to repeat a small training set so one epoch is about ``steps_per_epoch`` steps."""
+    return max(1, math.ceil(steps_per_epoch * batch_size / max(1, n_examples)))
+
+
+def train_from_scratch(train, val, num_classes, epochs, learning_rate=3e-3, batch_size=32,
+                       callbacks=(), seed=0, repeat=1):
+    """A freshly initialised model trained on ``train`` only: the baseline to beat."""
+    from .environment import set_seed
+
+    set_seed(seed)
+    model = compile_model(build_model(num_classes, name="scratch"), learning_rate)
+    history = fit(model, train, val, epochs, batch_size, callbacks, label="from scratch",
+                  repeat=repeat)
+    return model, history
+
+
+def fine_tune(model, train, val, head_epochs, finetune_epochs, head_lr=1e-2, finetune_lr=1e-3,
+              unfreeze_top=None, batch_size=32, callbacks=(), repeat=1):
+    """Two-phase recipe: train the new head on a frozen backbone, then unfreeze and train gently.
+
+    ``unfreeze_top``: how many of the top blocks to open in phase 2 (default: all).
+    Returns the history of both phases as one ``RunHistory``.
+    """
+    freeze(model)
+    compile_model(model, head_lr)
+    head = fit(model, train, val, head_epochs, batch_size, callbacks, label="head only",
+               repeat=repeat)
+    if head.interrupted:
+        return head
+    unfreeze(model, top=unfreeze_top)
+    compile_model(model, finetune_lr)
+    tuned = fit(model, train, val, finetune_epochs, batch_size, callbacks, label="fine-tune",
+                repeat=repeat)
+    return head.then(tuned, label="fine-tuned")

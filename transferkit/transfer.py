@@ -1,0 +1,277 @@
+"""Parameter transfer: save weights, load what fits, freeze and unfreeze blocks.
+
+Keras' own ``load_weights`` matches a ``.weights.h5`` file to a model by the
+*order and type* of its layers.  ``load_matching_weights`` matches by layer
+*name and shape* instead and reports what it did, which is what a learner needs
+when the target model differs from the source (a new head, say).
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+import weakref
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .models import HEAD, block_layers, block_names
+
+WEIGHTS_SUFFIX = ".weights.h5"
+
+
+# --------------------------------------------------------------------------- saving
+def atomic_path(path):
+    """A temporary sibling of ``path`` with the same suffix, for write-then-rename."""
+    path = Path(path)
+    suffix = WEIGHTS_SUFFIX if path.name.endswith(WEIGHTS_SUFFIX) else path.suffix
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{suffix}", dir=path.parent)
+    os.close(fd)
+    os.unlink(tmp)  # Keras refuses to overwrite some files; let it create this one
+    return Path(tmp)
+
+
+def save_atomically(write, path):
+    """Call ``write(tmp_path)`` then rename onto ``path``: no half-written file, ever."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OSError(f"cannot create folder {str(path.parent)!r} ({exc.strerror}); "
+                      "choose a writable location") from None
+    tmp = atomic_path(path)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException as exc:
+        tmp.unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise OSError(f"could not write {str(path)!r} ({exc.strerror or exc}); nothing was "
+                          "saved: free some disk space or choose another folder") from None
+        raise
+    return path
+
+
+def _check_weights_name(path):
+    if not str(path).endswith(WEIGHTS_SUFFIX):
+        raise ValueError(f"weights file {str(path)!r} must end in {WEIGHTS_SUFFIX!r} (the Keras 3 "
+                         f"naming rule); rename it, e.g. {Path(path).stem}{WEIGHTS_SUFFIX}")
+
+
+def save_weights(model, path):
+    """``model.save_weights`` written atomically; returns the path."""
+    _check_weights_name(path)
+    return save_atomically(model.save_weights, path)
+
+
+# --------------------------------------------------------------------------- loading
+def read_weights_file(path):
+    """{layer name: [arrays]} from a Keras 3 ``.weights.h5`` file."""
+    import h5py
+
+    path = Path(path)
+    _check_weights_name(path)
+    if not path.exists():
+        raise FileNotFoundError(f"no weights file at {str(path)!r}; save one first with "
+                                "tk.save_weights(model, path) or tk.source_model()")
+    try:
+        with h5py.File(path, "r") as f:
+            if "layers" not in f:
+                raise ValueError("no 'layers' group")
+            out = {}
+            for group in f["layers"].values():
+                vars_ = group.get("vars")
+                if vars_ is None:
+                    continue
+                name = vars_.attrs.get("name", group.name.split("/")[-1])
+                name = name.decode() if isinstance(name, bytes) else str(name)
+                arrays = [np.asarray(vars_[str(i)]) for i in range(len(vars_))]
+                if arrays:
+                    out[name] = arrays
+            return out
+    except (OSError, ValueError, KeyError) as exc:
+        raise ValueError(f"{str(path)!r} is not a readable Keras weights file ({exc}); it may be "
+                         "truncated by an interrupted save: delete it and save again") from None
+
+
+@dataclass
+class LoadReport:
+    """What ``load_matching_weights`` did, layer by layer."""
+
+    path: str
+    loaded: list = field(default_factory=list)     # layer names
+    skipped: dict = field(default_factory=dict)    # layer name -> reason
+    not_in_file: list = field(default_factory=list)
+    unused: list = field(default_factory=list)     # in the file, not in the model
+
+    @property
+    def ok(self):
+        return bool(self.loaded)
+
+    def __str__(self):
+        lines = [f"Loaded {len(self.loaded)} layers from {Path(self.path).name}:"]
+        lines += [f"  loaded   {name}" for name in self.loaded]
+        lines += [f"  skipped  {name}: {why}" for name, why in self.skipped.items()]
+        lines += [f"  kept init {name}: not in the file" for name in self.not_in_file]
+        lines += [f"  unused   {name}: in the file, not in this model" for name in self.unused]
+        return "\n".join(lines)
+
+    def _repr_pretty_(self, p, cycle):
+        p.text(str(self))
+
+
+def load_matching_weights(model, path, strict=False):
+    """Copy weights from ``path`` into layers of ``model`` with the same name and shapes.
+
+    Layers whose shapes differ (the head of a task with another class count) are
+    skipped and reported; ``strict=True`` turns any skip into an error.
+    """
+    stored = read_weights_file(path)
+    report = LoadReport(str(path))
+    names = {layer.name for layer in model.layers}
+    if stored and not names & set(stored):
+        raise ValueError(
+            f"{str(path)!r} was saved from another architecture: none of its layers "
+            f"({', '.join(sorted(stored)[:4])}, ...) exist in model {model.name!r}; "
+            "build the model with tk.build_model or load a matching file")
+    for layer in model.layers:
+        if not layer.weights:
+            continue
+        if layer.name not in stored:
+            report.not_in_file.append(layer.name)
+            continue
+        arrays = stored[layer.name]
+        want = [tuple(w.shape) for w in layer.weights]
+        have = [a.shape for a in arrays]
+        if want != have:
+            why = f"shape {_shapes(have)} in file, {_shapes(want)} in model"
+            if strict:
+                raise ValueError(f"layer {layer.name!r}: {why}; build the model to match the "
+                                 "file or load with strict=False to skip this layer")
+            report.skipped[layer.name] = why
+            continue
+        layer.set_weights(arrays)
+        report.loaded.append(layer.name)
+    report.unused = sorted(set(stored) - names)
+    return report
+
+
+def _shapes(shapes):
+    return " + ".join("x".join(map(str, s)) for s in shapes[:1]) + (
+        f" (+{len(shapes) - 1} more)" if len(shapes) > 1 else "")
+
+
+# --------------------------------------------------------------------------- freezing
+def _resolve_blocks(model, blocks, top):
+    available = block_names(model)
+    if top is not None:
+        if isinstance(top, bool) or not isinstance(top, int) or not 0 <= top <= len(available):
+            raise ValueError(f"top={top!r} is out of range: this model has {len(available)} "
+                             f"blocks ({available}); use 0..{len(available)}")
+        return available[len(available) - top:] if top else []
+    if blocks is None:
+        return available
+    if isinstance(blocks, str):
+        blocks = [blocks]
+    for b in blocks:
+        block_layers(model, b)  # raises on unknown names
+    return list(blocks)
+
+
+def freeze(model, blocks=None, top=None):
+    """Freeze blocks by name (default: the whole backbone) or the ``top`` n blocks.
+
+    Remember to compile again afterwards: the kit's ``fit`` checks it.
+    """
+    frozen = _resolve_blocks(model, blocks, top)
+    for b in frozen:
+        for layer in block_layers(model, b):
+            layer.trainable = False
+    return frozen
+
+
+def unfreeze(model, blocks=None, top=None, train_batchnorm=False):
+    """Unfreeze blocks by name or the ``top`` n blocks (default: all).
+
+    BatchNorm layers stay frozen, i.e. in inference mode, unless
+    ``train_batchnorm=True``: re-estimating their statistics from a few target
+    examples usually destroys what the source taught.
+    """
+    opened = _resolve_blocks(model, blocks, top)
+    for b in opened:
+        for layer in block_layers(model, b):
+            is_bn = layer.__class__.__name__ == "BatchNormalization"
+            layer.trainable = train_batchnorm or not is_bn
+    return opened
+
+
+def count_params(weights):
+    return int(sum(int(np.prod(w.shape)) for w in weights))
+
+
+@dataclass
+class ParamSummary:
+    trainable: int
+    non_trainable: int
+    rows: list  # (block, trainable, non-trainable)
+
+    @property
+    def total(self):
+        return self.trainable + self.non_trainable
+
+    def __str__(self):
+        lines = [f"{'block':<8}{'trainable':>11}{'frozen':>9}"]
+        lines += [f"{b:<8}{t:>11,}{n:>9,}" for b, t, n in self.rows]
+        lines.append(f"{'total':<8}{self.trainable:>11,}{self.non_trainable:>9,}")
+        return "\n".join(lines)
+
+    def _repr_pretty_(self, p, cycle):
+        p.text(str(self))
+
+
+def param_summary(model):
+    """Trainable and non-trainable parameter counts, per block and in total."""
+    rows = []
+    for b in block_names(model) + [HEAD]:
+        layers_ = block_layers(model, b)
+        rows.append((b, sum(count_params(l.trainable_weights) for l in layers_),
+                     sum(count_params(l.non_trainable_weights) for l in layers_)))
+    return ParamSummary(count_params(model.trainable_weights),
+                        count_params(model.non_trainable_weights), rows)
+
+
+# --------------------------------------------------------------------------- the guard
+_fit_state = weakref.WeakKeyDictionary()
+
+
+def _trainable_signature(model):
+    return tuple(v.path for v in model.trainable_weights)
+
+
+class RecompileError(RuntimeError):
+    """``trainable`` changed after ``fit`` without a new ``compile``."""
+
+
+def check_recompiled(model):
+    """Raise if ``trainable`` changed since the training step was built without a recompile.
+
+    On TensorFlow and torch Keras would silently keep training the old set of
+    weights; on JAX it raises deep inside ``fit``.  Either way: compile again.
+    """
+    state = _fit_state.get(model)
+    config = getattr(model, "_compile_config", None)
+    if state is None or state[0] is not config:
+        return
+    if state[1] != _trainable_signature(model):
+        raise RecompileError(
+            f"model {model.name!r}: `trainable` changed after fit() but the model was not "
+            "compiled again, so training would still use the old set of weights; call "
+            "tk.compile_model(model, learning_rate=...) (or model.compile(...)) first")
+
+
+def remember_fit(model):
+    """Record the trainable set the compiled training step was built with."""
+    state = _fit_state.get(model)
+    config = getattr(model, "_compile_config", None)
+    if state is None or state[0] is not config:
+        _fit_state[model] = (config, _trainable_signature(model))

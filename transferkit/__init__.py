@@ -8,7 +8,8 @@ from .data import (DIGITS, UPPERCASE, Dataset, Task, few_shot, glyph_dataset, ha
                    source_task, split, target_task)
 from .models import block_layers, block_names, build_model, feature_extractor
 from .transfer import (LoadReport, RecompileError, check_recompiled, freeze,
-                       load_matching_weights, param_summary, read_weights_file, save_weights,
+                       load_matching_weights, param_summary, read_weights_file, save_model,
+                       save_weights,
                        unfreeze)
 from .training import (RunHistory, Scores, compile_model, repeat_for, evaluate, fine_tune, fit,
                        predict_classes, train_from_scratch)

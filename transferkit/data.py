@@ -253,7 +253,7 @@ def source_task(train_per_class=120, val_per_class=10, test_per_class=40, seed=1
                       "26 capital letters rendered from matplotlib's fonts, randomly warped")
 
 
-def target_task(train_per_class=40, val_per_class=20, test_per_class=100, seed=2):
+def target_task(train_per_class=40, val_per_class=10, test_per_class=100, seed=2):
     """Target: the digits 0-9 in the same style; use ``few_shot`` on ``train`` for k shots."""
     return glyph_task(DIGITS, train_per_class, val_per_class, test_per_class, seed, "digits",
                       "10 digits rendered from matplotlib's fonts, randomly warped")

@@ -11,9 +11,34 @@ from pathlib import Path
 
 # Deterministic kernels on TensorFlow (read when ops first run; harmless elsewhere).
 os.environ.setdefault("TF_DETERMINISTIC_OPS", "1")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-import keras  # noqa: E402
+
+def _import_keras_quietly():
+    """Import Keras with the process's stderr muted: TensorFlow's C++ start-up lines
+    (timestamps, pids) would otherwise land in notebook outputs and differ every run.
+    Python errors still surface as exceptions."""
+    import sys
+    if "keras" in sys.modules or os.environ.get("TRANSFERKIT_VERBOSE_IMPORT"):
+        import keras
+        return keras
+    try:
+        saved = os.dup(2)
+    except OSError:  # no real stderr (some embedded interpreters)
+        import keras
+        return keras
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            import keras
+            keras.distribution.list_devices()  # the first device query logs too
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+    return keras
+
+
+keras = _import_keras_quietly()
 import numpy as np  # noqa: E402
 
 ENV_CACHE = "TRANSFERKIT_CACHE"
@@ -26,6 +51,11 @@ def set_seed(seed=0):
     random.seed(int(seed))
     np.random.seed(int(seed))
     keras.utils.set_random_seed(int(seed))
+
+
+# With deterministic ops TensorFlow refuses random ops before a seed is set: seed now,
+# so a learner who never calls set_seed still gets a working (and repeatable) kernel.
+set_seed(0)
 
 
 def cache_dir(create=True):
@@ -46,20 +76,11 @@ def cache_dir(create=True):
 
 
 def _gpus():
-    backend = keras.backend.backend()
+    """Accelerators Keras sees, through Keras' backend-neutral device list."""
     try:
-        if backend == "tensorflow":
-            import tensorflow as tf
-            return [d.name for d in tf.config.list_physical_devices("GPU")]
-        if backend == "jax":
-            import jax
-            return [str(d) for d in jax.devices() if d.platform == "gpu"]
-        if backend == "torch":
-            import torch
-            return [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+        return [d for d in keras.distribution.list_devices() if d.lower().startswith(("gpu", "cuda"))]
     except Exception:  # a broken GPU stack still leaves the CPU usable
         return []
-    return []
 
 
 def device_report():

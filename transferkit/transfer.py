@@ -64,6 +64,14 @@ def save_weights(model, path):
     return save_atomically(model.save_weights, path)
 
 
+def save_model(model, path):
+    """``model.save`` (architecture + weights + optimizer) written atomically to a ``.keras`` file."""
+    if not str(path).endswith(".keras"):
+        raise ValueError(f"model file {str(path)!r} must end in '.keras'; rename it, e.g. "
+                         f"{Path(path).stem}.keras")
+    return save_atomically(model.save, path)
+
+
 # --------------------------------------------------------------------------- loading
 def read_weights_file(path):
     """{layer name: [arrays]} from a Keras 3 ``.weights.h5`` file."""

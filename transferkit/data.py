@@ -59,6 +59,8 @@ class Dataset:
 
     def subset(self, index, name=None):
         index = np.asarray(index)
+        if index.dtype != bool:
+            index = index.astype(np.intp)
         return Dataset(self.x[index], self.y[index], self.class_names, name or self.name)
 
     def __repr__(self):
@@ -211,9 +213,11 @@ def few_shot(dataset, k, seed=0):
     smallest = min(counts)
     if k > smallest:
         cls = dataset.class_names[int(np.argmin(counts))]
+        fix = (f"use k <= {smallest}" if smallest else
+               "that class has no examples: drop it or sample from a larger dataset")
         raise ValueError(
             f"k={k} shots per class is more than class {cls!r} has ({smallest}) in "
-            f"{dataset.name!r}; use k <= {smallest}")
+            f"{dataset.name!r}; {fix}")
     rng = np.random.default_rng(seed)
     picks = [rng.choice(np.flatnonzero(dataset.y == c), size=k, replace=False)
              for c in range(dataset.num_classes)]

@@ -101,6 +101,8 @@ def _check_xy(model, x, y, what):
     if x.dtype.kind not in "fiu":
         raise TypeError(f"{what} images have dtype {x.dtype}; convert with x.astype('float32')")
     y = np.asarray(y)
+    if len(x) != len(y):
+        raise ValueError(f"{what}: {len(x)} images but {len(y)} labels; pass one label per image")
     if y.dtype.kind not in "iu" or y.ndim != 1:
         raise ValueError(f"{what} labels must be a 1-D array of integer class indices, got "
                          f"dtype {y.dtype} and shape {y.shape}")
@@ -110,8 +112,6 @@ def _check_xy(model, x, y, what):
         raise ValueError(f"{what} has label {bad} but the model's head has {outputs} outputs "
                          f"(labels 0..{outputs - 1}); build the model with num_classes matching "
                          "the task")
-    if len(x) != len(y):
-        raise ValueError(f"{what}: {len(x)} images but {len(y)} labels; pass one label per image")
 
 
 def fit(model, train, val=None, epochs=10, batch_size=32, callbacks=(), label="run", verbose=0,
@@ -218,7 +218,7 @@ def train_from_scratch(train, val, num_classes, epochs, learning_rate=3e-3, batc
     return model, history
 
 
-def fine_tune(model, train, val, head_epochs, finetune_epochs, head_lr=1e-2, finetune_lr=1e-3,
+def fine_tune(model, train, val, head_epochs, finetune_epochs, head_lr=1e-2, finetune_lr=3e-4,
               unfreeze_top=None, batch_size=32, callbacks=(), repeat=1):
     """Two-phase recipe: train the new head on a frozen backbone, then unfreeze and train gently.
 

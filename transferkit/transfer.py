@@ -142,6 +142,7 @@ def load_matching_weights(model, path, strict=False):
             f"{str(path)!r} was saved from another architecture: none of its layers "
             f"({', '.join(sorted(stored)[:4])}, ...) exist in model {model.name!r}; "
             "build the model with tk.build_model or load a matching file")
+    matches = []  # check everything first: a strict failure must leave the model untouched
     for layer in model.layers:
         if not layer.weights:
             continue
@@ -158,6 +159,8 @@ def load_matching_weights(model, path, strict=False):
                                  "file or load with strict=False to skip this layer")
             report.skipped[layer.name] = why
             continue
+        matches.append((layer, arrays))
+    for layer, arrays in matches:
         layer.set_weights(arrays)
         report.loaded.append(layer.name)
     report.unused = sorted(set(stored) - names)

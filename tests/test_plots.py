@@ -1,0 +1,81 @@
+"""Curves and image grids (plots.py); no display needed, figures are plain matplotlib."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from matplotlib.figure import Figure
+
+import transferkit as tk
+from transferkit.plots import in_jupyter
+
+
+def _lines(ax):
+    return [line for line in ax.get_lines() if len(line.get_xdata()) > 0]
+
+
+def test_plot_history_draws_loss_and_accuracy(trained):
+    fig = tk.plot_history(trained.history)
+    assert isinstance(fig, Figure)
+    assert len(fig.axes) == 2
+    loss_ax, acc_ax = fig.axes
+    assert loss_ax.get_title() == "loss" and acc_ax.get_title() == "accuracy"
+    train_line, val_line = _lines(loss_ax)[:2]
+    np.testing.assert_array_equal(train_line.get_xdata(), [1, 2])
+    np.testing.assert_allclose(train_line.get_ydata(), trained.history.metrics["loss"])
+    np.testing.assert_allclose(val_line.get_ydata(), trained.history.metrics["val_loss"])
+    assert len(_lines(acc_ax)) == 2
+
+
+def test_plot_history_marks_phase_boundaries():
+    a, b = tk.RunHistory("head"), tk.RunHistory("tune")
+    for h, n in ((a, 2), (b, 3)):
+        for _ in range(n):
+            h.add_epoch({"loss": 1.0, "accuracy": 0.5})
+    fig = tk.plot_history(a.then(b))
+    loss_ax = fig.axes[0]
+    # one training curve (no validation: all NaN) and one vertical phase marker at 2.5
+    assert len(loss_ax.get_lines()) == 2
+    marker = loss_ax.get_lines()[1]
+    assert list(marker.get_xdata()) == [2.5, 2.5]
+    assert "tune" in [t.get_text() for t in loss_ax.texts]
+
+
+def test_plot_history_rejects_other_objects():
+    with pytest.raises(TypeError, match="RunHistory"):
+        tk.plot_history({"loss": [1.0]})
+
+
+def test_live_curves_as_callback_outside_jupyter(trained):
+    """`trained` was fitted for 2 epochs (with validation) with a LiveCurves callback."""
+    assert not in_jupyter()
+    live, history = trained.live, trained.history
+    assert live.current.epochs == 2
+    assert live.current.metrics == history.metrics
+    assert isinstance(live.figure, Figure) and len(live.figure.axes) == 2
+    for ax, metric in zip(live.figure.axes, ("loss", "accuracy")):
+        lines = _lines(ax)
+        assert len(lines) == 2  # training and validation
+        for line in lines:
+            np.testing.assert_array_equal(line.get_xdata(), [1, 2])
+        np.testing.assert_allclose(lines[0].get_ydata(), history.metrics[metric])
+        np.testing.assert_allclose(lines[1].get_ydata(), history.metrics[f"val_{metric}"])
+
+
+def test_show_images_grid(letters):
+    fig = tk.show_images(letters, n=4, per_class=True)
+    assert len(fig.axes) == 3 * 4
+    assert sum(len(ax.images) for ax in fig.axes) == 12
+    fig = tk.show_images(letters, n=5)
+    assert len(fig.axes) == 5
+    assert [ax.get_title() for ax in fig.axes] == [letters.class_names[c] for c in letters.y[:5]]
+
+
+def test_plot_confusion_and_bars(trained, letters_val):
+    scores = tk.evaluate(trained.model, letters_val)
+    fig = tk.plot_confusion(scores)
+    assert isinstance(fig, Figure)
+    assert fig.axes[0].get_title() == f"accuracy {scores.accuracy:.1%}"
+    assert len(fig.axes[0].texts) == int(np.count_nonzero(scores.confusion))
+    fig = tk.plot_bars({"scratch": 0.4, "transfer": 0.9}, title="k=5")
+    assert len(fig.axes[0].patches) == 2
+    assert [t.get_text() for t in fig.axes[0].texts] == ["40.0%", "90.0%"]

@@ -4,6 +4,7 @@ The lowest layer of the kit: it imports nothing else from ``transferkit``.
 """
 from __future__ import annotations
 
+import logging
 import os
 import platform
 import random
@@ -39,6 +40,9 @@ def _import_keras_quietly():
 
 
 keras = _import_keras_quietly()
+# TensorFlow's Python-side warnings (e.g. about retracing when several models are built in
+# one session) would land in notebooks with memory addresses; errors still show.
+logging.getLogger("tensorflow").setLevel(logging.ERROR)
 import numpy as np  # noqa: E402
 
 ENV_CACHE = "TRANSFERKIT_CACHE"

@@ -166,3 +166,24 @@ def plot_bars(values, title="", ylabel="", figsize=(6, 3)):
     ax.set_ylabel(ylabel)
     fig.tight_layout()
     return fig
+
+
+def plot_sweep(rows, figsize=(6, 3.5)):
+    """Test accuracy against shots per class, one line per strategy (from ``tk.sweep``)."""
+    fig = Figure(figsize=figsize)
+    ax = fig.subplots()
+    names = list(dict.fromkeys(r["strategy"] for r in rows))
+    for i, name in enumerate(names):
+        pts = sorted((r["shots"], r["accuracy"]) for r in rows if r["strategy"] == name)
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-", color=COLORS[i % len(COLORS)],
+                label=name)
+    ax.set_xscale("log")
+    shots = sorted({r["shots"] for r in rows})
+    ax.set_xticks(shots, labels=[str(s) for s in shots])
+    ax.set_xlabel("labelled examples per class (log scale)")
+    ax.set_ylabel("test accuracy")
+    ax.set_ylim(0, 1)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig

@@ -236,3 +236,90 @@ def fine_tune(model, train, val, head_epochs, finetune_epochs, head_lr=1e-2, fin
     tuned = fit(model, train, val, finetune_epochs, batch_size, callbacks, label="fine-tune",
                 repeat=repeat)
     return head.then(tuned, label="fine-tuned")
+
+
+# --------------------------------------------------------------------------- strategies
+@dataclass
+class StrategyRun:
+    strategy: object
+    model: object
+    history: RunHistory
+    settings: dict
+
+
+def run_strategy(strategy, train, val, num_classes, source_weights=None, epochs=12,
+                 learning_rate=1e-2, seed=0, batch_size=32, repeat=None, callbacks=()):
+    """Build a model, transfer weights if the strategy uses them, run its phases.
+
+    ``learning_rate`` is the base (head) rate; fine-tuning phases scale it down as the
+    strategy says.  ``repeat`` defaults to ``repeat_for(len(train))``.
+    """
+    from .environment import set_seed
+    from .models import block_layers, block_names
+    from .strategies import ScaledAdam, get_strategy, split_epochs
+    from .transfer import load_matching_weights
+
+    strategy = get_strategy(strategy)
+    _check_number("learning_rate", learning_rate, 0, 1.0, "use a positive value such as 1e-2")
+    if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or not 1 <= epochs <= 10_000:
+        raise ValueError(f"epochs={epochs!r} is out of range; use an integer from 1 to 10000")
+    if strategy.uses_source and source_weights is None:
+        raise ValueError(f"strategy {strategy.key!r} transfers weights: pass source_weights= "
+                         "(e.g. tk.source_model().weights_path) or use 'scratch'")
+    x, _ = _as_xy(train, "training data")
+    repeat = repeat_for(len(x), batch_size) if repeat is None else repeat
+    set_seed(seed)
+    model = build_model(num_classes, name=strategy.key)
+    if strategy.uses_source:
+        load_matching_weights(model, source_weights)
+    phases = strategy.phases(block_names(model))
+    history = None
+    for phase, phase_epochs in zip(phases, split_epochs(phases, epochs)):
+        for layer in model.layers:
+            layer.trainable = False
+        for block in phase.blocks:
+            for layer in block_layers(model, block):
+                is_bn = layer.__class__.__name__ == "BatchNormalization"
+                layer.trainable = phase.train_batchnorm or not is_bn
+        model.trainable = True  # the model object itself; layers decide
+        lr = learning_rate * phase.lr_scale
+        if phase.block_lr:
+            model.compile(optimizer=ScaledAdam(phase.block_lr, learning_rate=lr),
+                          loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                          metrics=["accuracy"])
+        else:
+            compile_model(model, lr)
+        part = fit(model, train, val, int(phase_epochs), batch_size, callbacks,
+                   label=phase.name, repeat=repeat)
+        part.phases = [(phase.name, 0)]
+        history = part if history is None else history.then(part)
+        if part.interrupted:
+            break
+    history.label = strategy.title
+    settings = {"strategy": strategy.key, "epochs": epochs, "learning_rate": learning_rate,
+                "seed": seed, "train_examples": int(len(x)), "repeat": repeat}
+    return StrategyRun(strategy, model, history, settings)
+
+
+def sweep(strategies, task, shots=(1, 2, 5, 10, 20, 40), source_weights=None, epochs=8,
+          learning_rate=1e-2, seed=0, progress=None):
+    """Test accuracy of each strategy for each number of shots per class (one seed).
+
+    Returns a list of dicts (strategy, shots, accuracy, macro_f1, seconds).
+    ``progress(done, total, row)`` is called after every run if given.
+    """
+    from .data import few_shot
+
+    rows, total = [], len(strategies) * len(shots)
+    for s in strategies:
+        for k in shots:
+            train = few_shot(task.train, k, seed)
+            run = run_strategy(s, train, task.val, task.num_classes, source_weights, epochs,
+                               learning_rate, seed)
+            scores = evaluate(run.model, task.test)
+            rows.append({"strategy": run.strategy.title, "shots": k,
+                         "accuracy": scores.accuracy, "macro_f1": scores.f1,
+                         "seconds": run.history.seconds})
+            if progress:
+                progress(len(rows), total, rows[-1])
+    return rows

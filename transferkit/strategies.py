@@ -1,0 +1,117 @@
+"""Transfer strategies as small named objects: which blocks train in which phase, how fast.
+
+A strategy only *describes* the plan; ``training.run_strategy`` carries it out.
+
+    scratch               no transfer: every layer trains from a random start
+    feature_extraction    transferred backbone frozen, a new head trains
+    fine_tune_top         head first, then the top block too, with a low learning rate
+    fine_tune_all         head first, then every block, with a low learning rate
+    gradual_unfreezing    head first, then open one more block per phase, top down
+    discriminative        head first, then every block, deeper blocks learning slower
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import keras
+
+from .models import HEAD
+
+FINE_TUNE_SCALE = 1 / 30   # fine-tuning learning rate relative to the head's
+DEPTH_DECAY = 1 / 3        # discriminative: each block deeper learns 3x slower
+
+
+@dataclass(frozen=True)
+class Phase:
+    name: str
+    blocks: tuple           # blocks that train in this phase ("head" included)
+    lr_scale: float         # x the base learning rate
+    share: float            # share of the epochs
+    block_lr: dict = field(default_factory=dict)  # per-block multiplier (discriminative)
+    train_batchnorm: bool = False
+
+
+@dataclass(frozen=True)
+class Strategy:
+    key: str
+    title: str
+    uses_source: bool
+    summary: str
+
+    def phases(self, blocks):
+        """The phases for a model whose backbone blocks are ``blocks`` (bottom to top)."""
+        blocks = tuple(blocks)
+        head = Phase("head", (HEAD,), 1.0, 0.5)
+        if self.key == "scratch":
+            return [Phase("all layers", blocks + (HEAD,), 1.0, 1.0, train_batchnorm=True)]
+        if self.key == "feature_extraction":
+            return [Phase("head", (HEAD,), 1.0, 1.0)]
+        if self.key == "fine_tune_top":
+            return [head, Phase("top block", blocks[-1:] + (HEAD,), FINE_TUNE_SCALE, 0.5)]
+        if self.key == "fine_tune_all":
+            return [head, Phase("all blocks", blocks + (HEAD,), FINE_TUNE_SCALE, 0.5)]
+        if self.key == "gradual_unfreezing":
+            share = 1 / (len(blocks) + 1)
+            out = [Phase("head", (HEAD,), 1.0, share)]
+            for n in range(1, len(blocks) + 1):
+                out.append(Phase(f"top {n}", blocks[-n:] + (HEAD,), FINE_TUNE_SCALE, share))
+            return out
+        if self.key == "discriminative":
+            rates = {b: DEPTH_DECAY ** (len(blocks) - 1 - i) for i, b in enumerate(blocks)}
+            rates[HEAD] = 1 / FINE_TUNE_SCALE  # the head keeps learning at the base rate
+            return [head, Phase("per-block rates", blocks + (HEAD,), FINE_TUNE_SCALE, 0.5,
+                                block_lr=rates)]
+        raise AssertionError(self.key)
+
+
+STRATEGIES = {s.key: s for s in (
+    Strategy("scratch", "from scratch", False,
+             "random start, every layer trains on the target only"),
+    Strategy("feature_extraction", "feature extraction", True,
+             "transferred backbone frozen; only the new head trains"),
+    Strategy("fine_tune_top", "fine-tune top block", True,
+             "head first, then the top block too at a 30x lower learning rate"),
+    Strategy("fine_tune_all", "fine-tune all", True,
+             "head first, then every block at a 30x lower learning rate"),
+    Strategy("gradual_unfreezing", "gradual unfreezing", True,
+             "head first, then one more block per phase, top down"),
+    Strategy("discriminative", "discriminative rates", True,
+             "head first, then all blocks, each block deeper learning 3x slower"),
+)}
+
+
+def get_strategy(name):
+    """A strategy by key (``'fine_tune_top'``) or title (``'fine-tune top block'``)."""
+    if isinstance(name, Strategy):
+        return name
+    for s in STRATEGIES.values():
+        if name in (s.key, s.title):
+            return s
+    raise ValueError(f"unknown strategy {name!r}; choose one of {list(STRATEGIES)}")
+
+
+def split_epochs(phases, epochs):
+    """Whole epochs per phase, at least one each, adding up to ``epochs`` (or len(phases))."""
+    raw = [p.share * epochs for p in phases]
+    out = [max(1, int(r)) for r in raw]
+    for i in sorted(range(len(raw)), key=lambda i: raw[i] - int(raw[i]), reverse=True):
+        if sum(out) >= epochs:
+            break
+        out[i] += 1
+    return out
+
+
+class ScaledAdam(keras.optimizers.Adam):
+    """Adam with a learning-rate multiplier per variable, chosen by its layer's block."""
+
+    def __init__(self, multipliers, learning_rate=1e-3, **kwargs):
+        super().__init__(learning_rate=learning_rate, **kwargs)
+        self.multipliers = dict(multipliers)
+
+    def _multiplier(self, variable):
+        path = self._trainable_variables[self._get_variable_index(variable)].path
+        return self.multipliers.get(path.split("/")[0].split("_")[0], 1.0)
+
+    def update_step(self, gradient, variable, learning_rate):
+        scaled = keras.ops.multiply(learning_rate, self._multiplier(variable))
+        super().update_step(gradient, variable, scaled)

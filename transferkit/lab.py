@@ -25,7 +25,7 @@ class StrategyLab:
     """
 
     def __init__(self, source=None, task=None, strategies=tuple(STRATEGIES), shots=10,
-                 learning_rate=1e-2, epochs=12, seed=0):
+                 learning_rate=1e-2, epochs=8, seed=0):
         import ipywidgets as w
 
         if source is None:
@@ -60,6 +60,7 @@ class StrategyLab:
         self.clear_button.on_click(lambda _: self.clear())
         self.results, self.histories = [], []
         self.curves = None
+        self.message = ""
         self._busy = False
         controls = w.VBox([self.strategy, w.HBox([self.shots, self.learning_rate]),
                            w.HBox([self.epochs, self.seed]),
@@ -74,6 +75,7 @@ class StrategyLab:
 
     def _say(self, text, kind="info"):
         color = {"info": "#555", "error": "#b00020", "ok": "#1b5e20"}[kind]
+        self.message = text
         self.status.value = f'<span style="color:{color}">{html.escape(text)}</span>'
 
     def run(self, **settings):

@@ -301,7 +301,7 @@ def run_strategy(strategy, train, val, num_classes, source_weights=None, epochs=
     return StrategyRun(strategy, model, history, settings)
 
 
-def sweep(strategies, task, shots=(1, 2, 5, 10, 20, 40), source_weights=None, epochs=8,
+def sweep(strategies, task, shots=(1, 2, 5, 10, 20, 40), source_weights=None, epochs=6,
           learning_rate=1e-2, seed=0, progress=None):
     """Test accuracy of each strategy for each number of shots per class (one seed).
 

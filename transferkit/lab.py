@@ -105,7 +105,8 @@ class StrategyLab:
         try:
             if in_jupyter():
                 self.plot.clear_output(wait=True)
-            self.curves = LiveCurves(strategy.title, previous=list(self.histories))
+            label = f"{strategy.title} ({self.shots.value} shots)"
+            self.curves = LiveCurves(label, previous=list(self.histories))
             with self.plot:
                 result = run_strategy(strategy, train, self.task.val, self.task.num_classes,
                                       self.source.weights_path, int(self.epochs.value),
@@ -125,7 +126,7 @@ class StrategyLab:
         finally:
             self._busy = False
             self.run_button.disabled = False
-        result.history.label = f"{strategy.title} ({self.shots.value} shots)"
+        result.history.label = label
         self.histories.append(result.history)
         row = {"strategy": strategy.title, "shots": int(self.shots.value),
                "learning_rate": float(self.learning_rate.value),

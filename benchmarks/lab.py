@@ -37,7 +37,7 @@ class AlwaysLive(LiveCurves):
         self.figure.savefig(io.BytesIO(), format="png", dpi=100 if final else 60)
         self.updates += 1
         self._last_draw = time.monotonic()
-        self._interval = max(self.min_interval, 5 * (self._last_draw - start))
+        self._interval = max(self.min_interval, 10 * (self._last_draw - start))
 
 
 def bare_vs_kit(task, source, repeats=3):

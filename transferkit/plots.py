@@ -91,7 +91,7 @@ class LiveCurves(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         self.current.add_epoch(logs or {})
-        # Only where someone watches, and at most every 5x the cost of an update, so
+        # Only where someone watches, and at most every 10x the cost of an update, so
         # live curves stay within a few percent of the training time.
         if self._live and time.monotonic() - self._last_draw >= self._interval:
             self._show()
@@ -134,7 +134,7 @@ class LiveCurves(keras.callbacks.Callback):
             else:
                 self._handle.update(image)
         self._last_draw = time.monotonic()
-        self._interval = max(self.min_interval, 5 * (self._last_draw - start))
+        self._interval = max(self.min_interval, 10 * (self._last_draw - start))
 
 
 def show_images(dataset, n=10, per_class=False, figsize=None, title=None):

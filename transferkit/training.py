@@ -314,7 +314,8 @@ def sweep(strategies, task, shots=(1, 2, 5, 10, 20, 40), source_weights=None, ep
     for s in strategies:
         for k in shots:
             train = few_shot(task.train, k, seed)
-            run = run_strategy(s, train, task.val, task.num_classes, source_weights, epochs,
+            # no validation pass: a sweep reports test accuracy only, and it saves time
+            run = run_strategy(s, train, None, task.num_classes, source_weights, epochs,
                                learning_rate, seed)
             scores = evaluate(run.model, task.test)
             rows.append({"strategy": run.strategy.title, "shots": k,

@@ -101,9 +101,9 @@ def main(argv=None):
     out = {"device": tk.device_report(), "loadavg": os.getloadavg(), "runs": rows,
            "sweep": sweep, "bare_fit_seconds": bare, "kit_fit_seconds": kit,
            "overhead": overhead}
-    tmp = RESULTS / ".lab.json.tmp"
-    tmp.write_text(json.dumps(out, indent=1))
-    os.replace(tmp, RESULTS / "lab.json")
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from _results import clean, write_atomic
+    write_atomic(RESULTS / "lab.json", json.dumps(clean(out), indent=1) + "\n")
     print(f"wrote {RESULTS / 'lab.json'}")
 
 

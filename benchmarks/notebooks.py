@@ -43,36 +43,10 @@ MB = 1024 * 1024
 
 
 # --------------------------------------------------------------------------- files
-def _umask():
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _results import clean as _clean, write_atomic  # noqa: E402
 
 
-def write_atomic(path: Path, text: str):
-    """Write ``text`` to a temporary sibling, then rename it onto ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual mode
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _clean(value):
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _clean(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_clean(v) for v in value]
-    return value
 
 
 # --------------------------------------------------------------------------- memory

@@ -79,3 +79,46 @@ def test_plot_confusion_and_bars(trained, letters_val):
     fig = tk.plot_bars({"scratch": 0.4, "transfer": 0.9}, title="k=5")
     assert len(fig.axes[0].patches) == 2
     assert [t.get_text() for t in fig.axes[0].texts] == ["40.0%", "90.0%"]
+
+
+class _Watched(tk.LiveCurves):
+    """LiveCurves as in Jupyter, keeping the PNGs it would send and counting full redraws."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._live = True
+        self.pngs, self.full_redraws = [], 0
+
+    def _publish(self, png):
+        self.pngs.append(png)
+
+    def _full_redraw(self):
+        self.full_redraws += 1
+        super()._full_redraw()
+
+
+def test_live_curves_in_jupyter_send_updated_pngs_with_few_full_redraws(letters, letters_val):
+    import io
+
+    from PIL import Image
+    from helpers import TINY_WIDTHS
+
+    tk.set_seed(0)
+    model = tk.compile_model(tk.build_model(3, widths=TINY_WIDTHS), 1e-2)
+    live = _Watched("live", min_interval=0, epochs=4, dpi=50)
+    tk.fit(model, letters, letters_val, epochs=2, batch_size=8, callbacks=[live])
+    tk.compile_model(model, 1e-3)
+    tk.fit(model, letters, letters_val, epochs=2, batch_size=8, callbacks=[live])
+    # at least one update per fit (the one at its end), each a whole PNG of the figure
+    assert len(live.pngs) >= 2
+    assert live.pngs[0] != live.pngs[-1]
+    assert Image.open(io.BytesIO(live.pngs[-1])).size == (500, 175)
+    # axes fixed for 4 epochs from the start: the second phase needs no full redraw
+    # (unless the loss rose above the first limit)
+    assert 1 <= live.full_redraws <= 2
+    assert live._limits[0] == 4
+    # read after training, the figure shows all 4 epochs and the phase boundary
+    loss_ax = live.figure.axes[0]
+    curves = [line for line in loss_ax.get_lines() if not line.get_label().startswith("_")]
+    assert [len(line.get_xdata()) for line in curves] == [4, 4]
+    assert "phase 2" in [t.get_text() for t in loss_ax.texts]

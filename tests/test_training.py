@@ -245,3 +245,13 @@ def test_same_seed_gives_identical_training(letters):
 def test_set_seed_rejects_bad_seeds(seed):
     with pytest.raises(ValueError, match="non-negative integer"):
         tk.set_seed(seed)
+
+
+def test_validation_numbers_equal_keras_evaluate(letters, letters_val):
+    """tk.fit measures validation with its own forward pass: same numbers as model.evaluate."""
+    tk.set_seed(0)
+    model = tk.compile_model(tk.build_model(3, widths=TINY_WIDTHS), 1e-2)
+    history = tk.fit(model, letters, letters_val, epochs=2, batch_size=8)
+    loss, accuracy = model.evaluate(letters_val.x, letters_val.y, verbose=0)
+    assert history.last("val_loss") == pytest.approx(loss, rel=1e-5)
+    assert history.last("val_accuracy") == pytest.approx(accuracy, abs=1e-9)

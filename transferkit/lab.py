@@ -106,7 +106,8 @@ class StrategyLab:
             if in_jupyter():
                 self.plot.clear_output(wait=True)
             label = f"{strategy.title} ({self.shots.value} shots)"
-            self.curves = LiveCurves(label, previous=list(self.histories))
+            self.curves = LiveCurves(label, previous=list(self.histories),
+                                     epochs=int(self.epochs.value))
             with self.plot:
                 result = run_strategy(strategy, train, self.task.val, self.task.num_classes,
                                       self.source.weights_path, int(self.epochs.value),

@@ -23,7 +23,13 @@ def in_jupyter():
     return shell is not None and shell.__class__.__name__ == "ZMQInteractiveShell"
 
 
-def _draw(fig, histories):
+def _draw(fig, histories, xmax=None, loss_top=None, tight=True):
+    """Draw ``histories`` on ``fig`` (cleared first); returns the figure.
+
+    ``xmax`` / ``loss_top`` fix the axes' limits (live curves keep them, so an update
+    only redraws the lines); ``tight=False`` uses fixed margins instead of the slower
+    tight layout.
+    """
     fig.clear()
     axes = fig.subplots(1, 2)
     for i, h in enumerate(histories):
@@ -35,19 +41,34 @@ def _draw(fig, histories):
                 ax.plot(epochs, h.metrics[f"val_{metric}"], color=color, linestyle="--",
                         label=f"{h.label} (validation)")
         for name, start in h.phases[1:]:
-            for ax in axes:
-                ax.axvline(start + 0.5, color=color, linestyle=":", linewidth=1)
-                ax.text(start + 0.6, 0.98, name, transform=ax.get_xaxis_transform(),
-                        va="top", fontsize=8, color=color)
+            _phase_marker(axes, name, start, color)
     for ax, metric in zip(axes, ("loss", "accuracy")):
         ax.set_xlabel("epoch")
         ax.set_title(metric)
         ax.grid(alpha=0.3)
+        if xmax:
+            ax.set_xlim(0.5, xmax + 0.5)
     axes[1].set_ylim(0, 1.02)
+    if loss_top:
+        axes[0].set_ylim(0, loss_top)
     if histories:
         axes[1].legend(fontsize=8, loc="lower right")
-    fig.tight_layout()
+    if tight:
+        fig.tight_layout()
+    else:
+        fig.subplots_adjust(left=0.06, right=0.99, bottom=0.14, top=0.9, wspace=0.15)
     return fig
+
+
+def _phase_marker(axes, name, start, color, animated=False):
+    """A dotted line where a phase starts, with its name; returns the artists."""
+    out = []
+    for ax in axes:
+        out.append(ax.axvline(start + 0.5, color=color, linestyle=":", linewidth=1,
+                              animated=animated))
+        out.append(ax.text(start + 0.6, 0.98, name, transform=ax.get_xaxis_transform(),
+                           va="top", fontsize=8, color=color, animated=animated))
+    return out
 
 
 def plot_history(*histories, figsize=(10, 3.5)):
@@ -59,80 +80,158 @@ def plot_history(*histories, figsize=(10, 3.5)):
     return _draw(Figure(figsize=figsize), list(histories))
 
 
+def _finite_max(histories, keys=("loss", "val_loss")):
+    values = [v for h in histories for k in keys for v in h.metrics[k] if np.isfinite(v)]
+    return max(values) if values else None
+
+
 class LiveCurves(keras.callbacks.Callback):
     """Keras callback: redraws loss and accuracy curves in place while ``fit`` runs.
 
     In Jupyter the figure is displayed once and updated after each epoch (at
-    most every ``min_interval`` seconds, and always at the end); elsewhere the
-    figure is only drawn when training ends (``.figure``).  One instance can
-    follow several ``fit`` calls, e.g. both phases of fine-tuning; pass
-    ``previous=[...]`` histories to keep finished runs on the plot.
+    most every ``min_interval`` seconds, and always at the end of a ``fit``);
+    elsewhere nothing is drawn while training and ``.figure`` is drawn when read.
+    One instance can follow several ``fit`` calls, e.g. both phases of
+    fine-tuning; pass ``previous=[...]`` histories to keep finished runs on the
+    plot, and ``epochs=`` (all phases together) to fix the x axis from the start.
+
+    Updates are cheap: the axes, finished runs and legend are rendered once into
+    a background image; an update pastes it and draws only the current run's
+    lines (blitting), then sends a small PNG.  A full redraw happens only when
+    the curves leave the axes' limits.
     """
 
-    def __init__(self, label="run", previous=(), min_interval=1.0, figsize=(10, 3.5)):
+    def __init__(self, label="run", previous=(), min_interval=1.0, figsize=(10, 3.5),
+                 epochs=None, dpi=80):
         super().__init__()
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+
         self.current = RunHistory(label)
         self.previous = list(previous)
         self.min_interval = min_interval
-        self.figure = Figure(figsize=figsize)
+        self.planned_epochs = epochs
+        self._figure = Figure(figsize=figsize, dpi=dpi)
+        self._canvas = FigureCanvasAgg(self._figure)
+        self._stale = True          # .figure needs a (static) redraw before it is read
         self._handle = None
         self._last_draw = 0.0
+        self._interval = min_interval
         self._fits = 0
         self._live = in_jupyter()
-        self._lines = {}
-        self._phases_drawn = 0
-        self._interval = min_interval
+        self._background = None     # rendered axes without the current run's artists
+        self._lines = {}            # metric key -> (axes, line) of the current run
+        self._markers = []          # the current run's phase markers (animated)
+        self._limits = (None, None)  # (xmax, loss_top) of the background
+        self._planned_here = 0      # epochs recorded + epochs of the fit in progress
+        self._marked = 1
+        self.updates = 0
+
+    @property
+    def figure(self):
+        """The figure with everything recorded so far."""
+        if self._stale:
+            _draw(self._figure, self.previous + [self.current])
+            self._background = None
+            self._stale = False
+        return self._figure
 
     def on_train_begin(self, logs=None):
         if self._fits:
             self.current.phases = self.current.phases or [(self.current.label, 0)]
             self.current.phases.append((f"phase {self._fits + 1}", self.current.epochs))
         self._fits += 1
+        self._planned_here = self.current.epochs + int((self.params or {}).get("epochs") or 0)
 
     def on_epoch_end(self, epoch, logs=None):
         self.current.add_epoch(logs or {})
+        self._stale = True
         # Only where someone watches, and at most every 10x the cost of an update, so
         # live curves stay within a few percent of the training time.
         if self._live and time.monotonic() - self._last_draw >= self._interval:
             self._show()
 
     def on_train_end(self, logs=None):
-        self._show(final=True)
-
-    def _show_figure_only(self, final=False):
-        """Redraw the figure: a full redraw when the layout changes, else new line data."""
-        lines = self._lines
-        if final or not lines or len(self.current.phases) != self._phases_drawn:
-            _draw(self.figure, self.previous + [self.current])
-            self._phases_drawn = len(self.current.phases)
-            self._lines = {}
-            for ax, metric in zip(self.figure.axes, ("loss", "accuracy")):
-                for line in ax.get_lines():
-                    for prefix, suffix in (("", " (train)"), ("val_", " (validation)")):
-                        if line.get_label() == self.current.label + suffix:
-                            self._lines[prefix + metric] = (ax, line)
-        else:
-            epochs = np.arange(1, self.current.epochs + 1)
-            for key, (ax, line) in lines.items():
-                line.set_data(epochs, self.current.metrics[key])
-                ax.relim()
-                ax.autoscale_view()
-            self.figure.axes[1].set_ylim(0, 1.02)
-
-    def _show(self, final=False):
-        start = time.monotonic()
-        self._show_figure_only(final)
+        self._stale = True
         if self._live:
-            import io
+            self._show()
 
-            from IPython.display import Image, display
-            buffer = io.BytesIO()
-            self.figure.savefig(buffer, format="png", dpi=100 if final else 60)
-            image = Image(data=buffer.getvalue())
-            if self._handle is None:
-                self._handle = display(image, display_id=True)
-            else:
-                self._handle.update(image)
+    # -- drawing ---------------------------------------------------------------------
+    def _wanted_limits(self):
+        everyone = self.previous + [self.current]
+        xmax = max([self.planned_epochs or 0, self._planned_here, self.current.epochs]
+                   + [h.epochs for h in self.previous])
+        top = _finite_max(everyone) or 2.5
+        return xmax, top
+
+    def _full_redraw(self):
+        xmax, top = self._wanted_limits()
+        old_x, old_top = self._limits
+        xmax = max(xmax, old_x or 0)
+        loss_top = 1.15 * top if old_top is None or top > old_top else old_top
+        _draw(self._figure, self.previous + [self.current], xmax=xmax, loss_top=loss_top,
+              tight=False)
+        self._limits = (xmax, loss_top)
+        self._lines, self._markers = {}, []
+        for ax, metric in zip(self._figure.axes, ("loss", "accuracy")):
+            for line in ax.get_lines():
+                for prefix, suffix in (("", " (train)"), ("val_", " (validation)")):
+                    if line.get_label() == self.current.label + suffix:
+                        line.set_animated(True)
+                        self._lines[prefix + metric] = (ax, line)
+        self._marked = max(1, len(self.current.phases))  # phases already in the background
+        self._canvas.draw()  # everything but the animated (current) artists
+        self._background = self._canvas.copy_from_bbox(self._figure.bbox)
+        self._stale = True  # the live figure has animated artists; .figure redraws statically
+
+    def _needs_full_redraw(self):
+        if self._background is None:
+            return True
+        xmax, top = self._wanted_limits()
+        old_x, old_top = self._limits
+        missing_val = any(f"val_{m}" not in self._lines and
+                          not np.all(np.isnan(self.current.metrics[f"val_{m}"]))
+                          for m in ("loss", "accuracy"))
+        return self.current.epochs > old_x or top > old_top or missing_val
+
+    def _blit(self):
+        """Paste the background, draw the current run's lines and phase markers on it."""
+        self._canvas.restore_region(self._background)
+        epochs = np.arange(1, self.current.epochs + 1)
+        for key, (ax, line) in self._lines.items():
+            line.set_data(epochs, self.current.metrics[key])
+            ax.draw_artist(line)
+        color = self._lines["loss"][1].get_color() if "loss" in self._lines else COLORS[0]
+        for name, start in self.current.phases[self._marked:]:
+            self._markers += _phase_marker(self._figure.axes, name, start, color, animated=True)
+        self._marked = max(self._marked, len(self.current.phases))
+        for artist in self._markers:
+            artist.axes.draw_artist(artist)
+
+    def _png(self):
+        import io
+
+        from PIL import Image as PILImage
+        buffer = io.BytesIO()
+        image = PILImage.frombuffer("RGBA", self._canvas.get_width_height(),
+                                    self._canvas.buffer_rgba(), "raw", "RGBA", 0, 1)
+        image.convert("RGB").save(buffer, format="png", compress_level=1)
+        return buffer.getvalue()
+
+    def _publish(self, png):
+        from IPython.display import Image, display
+        image = Image(data=png)
+        if self._handle is None:
+            self._handle = display(image, display_id=True)
+        else:
+            self._handle.update(image)
+
+    def _show(self):
+        start = time.monotonic()
+        if self._needs_full_redraw():
+            self._full_redraw()
+        self._blit()
+        self._publish(self._png())
+        self.updates += 1
         self._last_draw = time.monotonic()
         self._interval = max(self.min_interval, 10 * (self._last_draw - start))
 

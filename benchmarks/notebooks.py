@@ -288,10 +288,13 @@ def _mb(value):
 
 def report(results, checks):
     width = max([len("notebook")] + [len(r["notebook"]) for r in results])
-    lines = [f"{'notebook':<{width}}  {'seconds':>8}  {'peak RSS MB':>11}  status"]
+    dev = max([len("device")] + [len(str(r.get("device"))) for r in results])
+    lines = [f"{'notebook':<{width}}  {'seconds':>8}  {'peak RSS MB':>11}  {'backend':<10}  "
+             f"{'device':<{dev}}  {'preset':<6}  status"]
     for r in results:
         lines.append(f"{r['notebook']:<{width}}  {r['seconds']:8.1f}  "
-                     f"{_mb(r['peak_rss_mb']):>11}  {r['status']}")
+                     f"{_mb(r['peak_rss_mb']):>11}  {str(r.get('backend')):<10}  "
+                     f"{str(r.get('device')):<{dev}}  {str(r.get('preset')):<6}  {r['status']}")
     lines.append(f"{'total':<{width}}  {sum(r['seconds'] for r in results):8.1f}")
     lines.append("")
     for c in checks:
@@ -327,6 +330,10 @@ def parse_args(argv=None):
     p.add_argument("--out", type=Path, default=HERE / "results",
                    help="results folder (default: benchmarks/results)")
     p.add_argument("--name", default="notebooks", help="file stem of the results JSON")
+    p.add_argument("--backend", choices=("tensorflow", "jax", "torch"), default=None,
+                   help="Keras backend for the kernels (default: $KERAS_BACKEND, else tensorflow)")
+    p.add_argument("--preset", choices=("cpu", "gpu"), default=None,
+                   help="the kit's preset (default: $TRANSFERKIT_PRESET, else by device)")
     return p.parse_args(argv)
 
 
@@ -341,13 +348,19 @@ def main(argv=None):
         print(f"no notebooks to run in {REPO / 'notebooks'}", file=sys.stderr)
         return 2
 
+    # The probe and every kernel inherit this process's environment.
+    if args.backend:
+        os.environ["KERAS_BACKEND"] = args.backend
+    if args.preset:
+        os.environ["TRANSFERKIT_PRESET"] = args.preset
     started = _dt.datetime.now().astimezone()
     t0 = time.perf_counter()
     probe = environment_probe()
     device = probe.get("device")
     if device:
         print(f"Keras {device['keras']} on {device['backend']} {device['backend_version']}; "
-              f"{device['device']} ({device['cpu_cores']} CPU cores); source model "
+              f"{device['device']} ({device['cpu_cores']} CPU cores); preset "
+              f"{device.get('preset')}; source model "
               f"{'cached' if probe.get('source_cached') else 'NOT cached (a notebook will train it)'}")
     else:
         print(f"device report failed: {probe.get('error')}")
@@ -358,6 +371,8 @@ def main(argv=None):
         for i, path in enumerate(paths, 1):
             print(f"[{i}/{len(paths)}] {path.name} ...", end=" ", flush=True)
             r = run_notebook(path, args.timeout, args.kernel, args.poll)
+            # what the kernel trained on: it inherits the environment the probe saw
+            r.update({k: (device or {}).get(k) for k in ("backend", "device", "preset")})
             results.append(r)
             print(f"{r['seconds']:.1f} s, peak {_mb(r['peak_rss_mb'])} MB, {r['status']}",
                   flush=True)

@@ -9,8 +9,9 @@ import keras
 from keras import layers
 
 from .data import IMAGE_SIZE
+from .environment import preset
 
-DEFAULT_WIDTHS = (16, 32, 64)
+DEFAULT_WIDTHS = preset().widths  # (16, 32, 64) on a CPU; wider with the gpu preset
 HEAD = "head"
 
 
@@ -35,7 +36,8 @@ def build_model(num_classes, input_shape=(IMAGE_SIZE, IMAGE_SIZE, 1), widths=DEF
         if 1 < i < len(widths):
             x = layers.MaxPooling2D(name=f"block{i}_pool")(x)
     features = layers.GlobalAveragePooling2D(name="features")(x)
-    outputs = layers.Dense(num_classes, name=HEAD)(features)
+    # float32 logits even under mixed precision (gpu preset): a float16 softmax/loss is unstable
+    outputs = layers.Dense(num_classes, name=HEAD, dtype="float32")(features)
     return keras.Model(inputs, outputs, name=name)
 
 
@@ -61,7 +63,7 @@ def block_layers(model, block):
 
 def feature_extractor(model):
     """A model sharing ``model``'s backbone that outputs the pooled feature vector."""
-    return keras.Model(model.inputs, model.get_layer("features").output,
+    return keras.Model(model.input, model.get_layer("features").output,
                        name=f"{model.name}_features")
 
 

@@ -160,3 +160,11 @@ def test_interrupting_a_run_keeps_earlier_results(lab, monkeypatch):
     assert lab.run(strategy="scratch") is None
     assert "Interrupted" in lab.message
     assert len(lab.results) == 1 and not lab._busy and not lab.run_button.disabled
+
+
+def test_a_missing_source_weights_file_is_a_message_in_the_panel(small_task, tmp_path):
+    gone = tmp_path / "deleted.weights.h5"
+    lab = tk.StrategyLab(SimpleNamespace(weights_path=gone), small_task, shots=2, epochs=2)
+    assert lab.run(strategy="feature_extraction") is None
+    assert "deleted.weights.h5" in lab.message and not lab.results
+    assert lab.run(strategy="scratch") is not None  # the panel still works

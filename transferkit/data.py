@@ -208,6 +208,10 @@ def _check_int(what, value, low, high=None):
 
 def few_shot(dataset, k, seed=0):
     """Exactly ``k`` examples of every class, chosen deterministically by ``seed``."""
+    if not isinstance(dataset, Dataset):
+        hint = ("task.train (or task.val / task.test)" if isinstance(dataset, Task) else
+                "a tk.Dataset")
+        raise TypeError(f"few_shot samples one Dataset, got {dataset!r}; pass {hint}")
     _check_int("k (shots per class)", k, 1)
     counts = dataset.counts()
     smallest = min(counts)
@@ -261,3 +265,49 @@ def target_task(train_per_class=40, val_per_class=10, test_per_class=100, seed=2
     """Target: the digits 0-9 in the same style; use ``few_shot`` on ``train`` for k shots."""
     return glyph_task(DIGITS, train_per_class, val_per_class, test_per_class, seed, "digits",
                       "10 digits rendered from matplotlib's fonts, randomly warped")
+
+
+# --------------------------------------------------------------------------- domain shift
+# Fonts the kit never trains on: Computer Modern math italic (slanted, old-style figures).
+RESTYLE_FONTS = ("cmmi10.ttf",)
+SHIFT_KINDS = {
+    "inverted": "black strokes on white: every pixel p becomes 1 - p",
+    "rotated": "a quarter turn counter-clockwise",
+    "noisy": "Gaussian pixel noise (std 0.3), clipped to [0, 1]",
+    "restyled": f"the same characters re-rendered in a font family never trained on "
+                f"({', '.join(RESTYLE_FONTS)}), warped like the originals",
+}
+
+
+def shift(dataset, kind, seed=0):
+    """The same images and labels, shifted in one documented way (``SHIFT_KINDS``).
+
+    Labels, class names and order never change; only the pixels do.  ``restyled``
+    re-renders each label's character, so it needs glyph class names ('0'..'9', 'A'..'Z').
+    """
+    if kind not in SHIFT_KINDS:
+        raise ValueError(f"unknown shift kind {kind!r}; choose one of {list(SHIFT_KINDS)}")
+    rng = np.random.default_rng(seed)
+    x = dataset.x
+    if kind == "inverted":
+        out = 1.0 - x
+    elif kind == "rotated":
+        out = np.rot90(x, k=1, axes=(1, 2))
+    elif kind == "noisy":
+        out = np.clip(x + rng.normal(0.0, 0.3, x.shape), 0.0, 1.0)
+    else:
+        chars = "".join(dataset.class_names)
+        if any(len(c) != 1 for c in dataset.class_names):
+            raise ValueError(f"kind='restyled' re-renders characters, but {dataset.name!r} has "
+                             f"class names {dataset.class_names!r}; use a glyph dataset")
+        base = render_glyphs(chars, RESTYLE_FONTS)[:, 0]
+        out = augment(base[dataset.y], rng)[..., None]
+    return Dataset(np.ascontiguousarray(out, dtype=np.float32), dataset.y.copy(),
+                   dataset.class_names, f"{dataset.name}, {kind}")
+
+
+def shift_task(task, kind, seed=0):
+    """A task whose three splits are all shifted (e.g. a mismatched source task)."""
+    return Task(f"{task.name}, {kind}", *(shift(part, kind, seed + i) for i, part in
+                                          enumerate((task.train, task.val, task.test))),
+                description=f"{task.description}; shifted: {SHIFT_KINDS[kind]}")

@@ -118,7 +118,7 @@ class StrategyLab:
                           "error")
                 return None
             scores = evaluate(result.model, self.task.test)
-        except (ValueError, TypeError) as error:
+        except (ValueError, TypeError, OSError) as error:  # OSError: e.g. a deleted weights file
             self._say(str(error), "error")
             return None
         except KeyboardInterrupt:

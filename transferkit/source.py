@@ -14,21 +14,99 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import keras
+
 from .data import source_task
-from .environment import cache_dir, set_seed
-from .models import DEFAULT_WIDTHS, build_model
+from .environment import (ENV_CACHE, Preset, cache_dir, mixed_precision_active, preset,
+                          set_seed)
+from .models import build_model
 from .training import compile_model, evaluate, fit
 from .transfer import load_matching_weights, save_atomically, save_weights
 
+
+def preset_recipe(chosen=None):
+    """The letters recipe sized by a preset (a name or ``tk.preset()``; default: this machine's)."""
+    chosen = chosen if isinstance(chosen, Preset) else preset(chosen)
+    recipe = {
+        "task": "letters", "train_per_class": chosen.source_train_per_class, "seed": 0,
+        "epochs": chosen.source_epochs, "batch_size": chosen.batch_size,
+        "learning_rate": 3e-3, "widths": list(chosen.widths), "version": 1,
+    }
+    if chosen.mixed_precision and mixed_precision_active():
+        recipe["mixed_precision"] = True  # float16 training gives other weights: another key
+    if keras.backend.backend() != "tensorflow":
+        # JAX and torch train to other weights than TensorFlow, whose weights the committed
+        # notebook outputs show: their own key, so no backend overwrites another's cache
+        recipe["backend"] = keras.backend.backend()
+    return recipe
+
+
 # The recipe; changing any value gives a new cache key, so stale files are never used.
-SOURCE_RECIPE = {
-    "task": "letters", "train_per_class": 120, "seed": 0, "epochs": 8, "batch_size": 64,
-    "learning_rate": 3e-3, "widths": list(DEFAULT_WIDTHS), "version": 1,
+# On a CPU (the "cpu" preset) with TensorFlow it is the kit's original recipe, key 285eab59d9.
+SOURCE_RECIPE = preset_recipe()
+
+
+# Cheap alternative sources (seconds to train), for notebooks 08 and 09: what transfers
+# when the source is mismatched, untrained or trained briefly.  Same cache, own keys.
+_CHEAP = {"train_per_class": 40, "epochs": 4}
+SOURCE_RECIPES = {
+    "letters": SOURCE_RECIPE,
+    "letters-brief": {**SOURCE_RECIPE, "epochs": 2},
+    "letters-shuffled": {**SOURCE_RECIPE, **_CHEAP, "task": "letters-shuffled", "epochs": 8},
+    "letters-inverted": {**SOURCE_RECIPE, **_CHEAP, "task": "letters-inverted"},
+    "noise": {**SOURCE_RECIPE, **_CHEAP, "task": "noise"},
+    "untrained": {**SOURCE_RECIPE, "train_per_class": 10, "epochs": 0},
+}
+SOURCE_TASKS = {
+    "letters": "the letters task as it is",
+    "letters-shuffled": "letters with training and validation labels shuffled at random",
+    "letters-inverted": "letters drawn black on white (every pixel p becomes 1 - p)",
+    "noise": "uniform noise images with random labels: nothing to learn",
 }
 
 
+def resolve_recipe(recipe):
+    """A recipe dict, given one or the name of one in ``SOURCE_RECIPES``; checked."""
+    if isinstance(recipe, str):
+        if recipe not in SOURCE_RECIPES:
+            raise ValueError(f"unknown source recipe {recipe!r}; choose one of "
+                             f"{list(SOURCE_RECIPES)} or pass a recipe dict")
+        return SOURCE_RECIPES[recipe]
+    if not isinstance(recipe, dict) or recipe.get("task") not in SOURCE_TASKS:
+        task = recipe.get("task") if isinstance(recipe, dict) else recipe
+        raise ValueError(f"source recipe task {task!r} is unknown; use one of "
+                         f"{list(SOURCE_TASKS)}, e.g. dict(tk.SOURCE_RECIPE, task='noise')")
+    return recipe
+
+
+def recipe_task(recipe=SOURCE_RECIPE):
+    """The source task a recipe trains on (test labels always stay true)."""
+    import numpy as np
+
+    from .data import Dataset, Task, shift
+
+    recipe = resolve_recipe(recipe)
+    task = source_task(train_per_class=recipe["train_per_class"])
+    kind = recipe["task"]
+    if kind == "letters":
+        return task
+    rng = np.random.default_rng(recipe["seed"])
+    parts = []
+    for part in (task.train, task.val, task.test):
+        if kind == "letters-inverted":
+            part = shift(part, "inverted")
+        elif kind == "noise":
+            part = Dataset(rng.random(part.x.shape, dtype=np.float32),
+                           rng.integers(0, part.num_classes, len(part)),
+                           part.class_names, f"noise ({part.name})")
+        elif part is not task.test:  # letters-shuffled: labels say nothing about images
+            part = Dataset(part.x, rng.permutation(part.y), part.class_names, part.name)
+        parts.append(part)
+    return Task(f"{task.name} ({kind})", *parts, description=SOURCE_TASKS[kind])
+
+
 def recipe_key(recipe=SOURCE_RECIPE):
-    text = json.dumps(recipe, sort_keys=True)
+    text = json.dumps(resolve_recipe(recipe), sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:10]
 
 
@@ -50,10 +128,13 @@ class SourceModel:
 
 def train_source_model(task=None, recipe=SOURCE_RECIPE, callbacks=()):
     """Train the source model from scratch with the recipe; returns (model, history, scores)."""
-    task = task or source_task(train_per_class=recipe["train_per_class"])
+    recipe = resolve_recipe(recipe)
+    task = task or recipe_task(recipe)
     set_seed(recipe["seed"])
     model = build_model(task.num_classes, widths=tuple(recipe["widths"]), name="source")
     compile_model(model, recipe["learning_rate"])
+    if recipe["epochs"] == 0:  # the "untrained" source: random weights, for comparison
+        return model, None, evaluate(model, task.test)
     history = fit(model, task.train, task.val, recipe["epochs"], recipe["batch_size"],
                   callbacks, label="source")
     return model, history, evaluate(model, task.test)
@@ -61,10 +142,12 @@ def train_source_model(task=None, recipe=SOURCE_RECIPE, callbacks=()):
 
 def publish_source(model, scores, recipe=SOURCE_RECIPE):
     """Write weights, then metadata, each atomically; the metadata marks the pair complete."""
+    recipe = resolve_recipe(recipe)
     weights, meta = source_paths(recipe)
     save_weights(model, weights)
     info = {"task": recipe["task"], "classes": list(scores.class_names),
-            "test_accuracy": scores.accuracy, "recipe": recipe, "key": recipe_key(recipe)}
+            "test_accuracy": scores.accuracy, "recipe": recipe, "key": recipe_key(recipe),
+            "sha256": _digest(weights)}  # checked on load: a swapped or torn file is not used
 
     def write(tmp):
         Path(tmp).write_text(json.dumps(info, indent=1))
@@ -87,7 +170,12 @@ def _lock(path):
     except ImportError:  # Windows: atomic publish alone still prevents torn files
         yield
         return
-    with open(path, "a+") as handle:
+    try:
+        handle = open(path, "a+")
+    except OSError as exc:  # checked before training: no 20 s lost to a save that must fail
+        raise OSError(f"cannot write in the cache folder {os.path.dirname(path)!r} "
+                      f"({exc.strerror}); set {ENV_CACHE} to a writable folder") from None
+    with handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield
@@ -95,32 +183,58 @@ def _lock(path):
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+def _digest(path):
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
 def _load(weights, info, num_classes):
+    if info.get("sha256") and _digest(weights) != info["sha256"]:
+        raise ValueError(f"{str(weights)!r} is not the file its metadata describes")
     model = build_model(num_classes, widths=tuple(info["recipe"]["widths"]), name="source")
     load_matching_weights(model, weights, strict=True)
     return model
 
 
 def source_model(recipe=SOURCE_RECIPE, verbose=True):
-    """The cached source model, trained first if the cache is missing or stale."""
+    """The cached source model, trained first if the cache is missing or stale.
+
+    ``recipe``: a recipe dict or a name from ``SOURCE_RECIPES`` (default: the letters model).
+    """
+    recipe = resolve_recipe(recipe)
     weights, meta = source_paths(recipe)
-    info = _read_info(meta, recipe) if weights.exists() else None
-    if info is None:
+    cached, _ = _cached(weights, meta, recipe)
+    if cached is None:
         with _lock(str(meta) + ".lock"):
-            info = _read_info(meta, recipe) if weights.exists() else None
-            if info is None:  # nobody else built it while we waited
-                if verbose:
+            cached, damage = _cached(weights, meta, recipe)
+            if cached is None:  # nobody else built it while we waited
+                if verbose and damage:
+                    print(f"The cached source model {_shown(weights)} is damaged or incomplete "
+                          f"({damage}): training it again ...")
+                elif verbose and recipe == SOURCE_RECIPE:
                     print("No cached source model yet: training it now with the recipe of "
                           "notebook 01 (deterministic, about 20 s) ...")
+                elif verbose:
+                    print(f"No cached {recipe['task']} source model with this recipe yet: "
+                          "training it now (deterministic, a few seconds) ...")
                 model, _, scores = train_source_model(recipe=recipe)
                 weights, info = publish_source(model, scores, recipe)
                 if verbose:
                     print(f"Saved {_shown(weights)}")
                 return SourceModel(model, weights, info)
-    model = _load(weights, info, len(info["classes"]))
     if verbose:
         print(f"Loaded the source model from {_shown(weights)}")
-    return SourceModel(model, weights, info)
+    return cached
+
+
+def _cached(weights, meta, recipe):
+    """(SourceModel, None) from a complete, verified cache; else (None, what is wrong)."""
+    info = _read_info(meta, recipe) if weights.exists() else None
+    if info is None:
+        return None, None
+    try:
+        return SourceModel(_load(weights, info, len(info["classes"])), weights, info), None
+    except (OSError, ValueError) as exc:  # truncated or foreign file: rebuild, never use it
+        return None, str(exc).split(";")[0]
 
 
 def _shown(path):

@@ -7,7 +7,10 @@ when the target model differs from the source (a new head, say).
 """
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
+import re
 import tempfile
 import weakref
 from dataclasses import dataclass, field
@@ -31,6 +34,21 @@ def atomic_path(path):
     return Path(tmp)
 
 
+_DISK_FULL = {errno.ENOSPC, errno.EFBIG, getattr(errno, "EDQUOT", errno.ENOSPC)}
+
+
+def os_error_reason(exc):
+    """(errno or None, one-line reason) of an OSError, h5py's multi-line ones included."""
+    code = exc.errno
+    if code is None:  # h5py: "... errno = 27, error message = 'File too large', ..."
+        found = re.search(r"errno = (\d+)", str(exc))
+        code = int(found.group(1)) if found else None
+    if code:
+        return code, os.strerror(code)
+    lines = str(exc).strip().splitlines()
+    return None, lines[0] if lines else type(exc).__name__
+
+
 def save_atomically(write, path):
     """Call ``write(tmp_path)`` then rename onto ``path``: no half-written file, ever."""
     path = Path(path)
@@ -39,20 +57,34 @@ def save_atomically(write, path):
     except OSError as exc:
         raise OSError(f"cannot create folder {str(path.parent)!r} ({exc.strerror}); "
                       "choose a writable location") from None
-    tmp = atomic_path(path)
+    tmp = None
     try:
+        tmp = atomic_path(path)
         write(tmp)
         os.replace(tmp, path)
     except BaseException as exc:
-        tmp.unlink(missing_ok=True)
-        if isinstance(exc, OSError):
-            raise OSError(f"could not write {str(path)!r} ({exc.strerror or exc}); nothing was "
-                          "saved: free some disk space or choose another folder") from None
-        raise
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
+        if not isinstance(exc, OSError):
+            raise
+        code, reason = os_error_reason(exc)
+        fix = ("free some disk space or choose another folder" if code in _DISK_FULL else
+               "choose a writable folder or another file name")
+        failure = OSError(f"could not write {str(path)!r} ({reason}); nothing was saved: {fix}")
+        failure.errno = code
+        raise failure from None
     return path
 
 
 def _check_weights_name(path):
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"weights path must be a str or pathlib.Path, got {path!r}; pass e.g. "
+                        "'source.weights.h5' or tk.source_model().weights_path")
+    if str(path).endswith(".keras"):
+        raise ValueError(f"{str(path)!r} is a whole-model '.keras' file, not a weights file; "
+                         "load it with keras.saving.load_model(path) (save with tk.save_model), "
+                         f"or use a weights file such as {Path(path).stem}{WEIGHTS_SUFFIX}")
     if not str(path).endswith(WEIGHTS_SUFFIX):
         raise ValueError(f"weights file {str(path)!r} must end in {WEIGHTS_SUFFIX!r} (the Keras 3 "
                          f"naming rule); rename it, e.g. {Path(path).stem}{WEIGHTS_SUFFIX}")
@@ -77,11 +109,14 @@ def read_weights_file(path):
     """{layer name: [arrays]} from a Keras 3 ``.weights.h5`` file."""
     import h5py
 
-    path = Path(path)
     _check_weights_name(path)
+    path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"no weights file at {str(path)!r}; save one first with "
                                 "tk.save_weights(model, path) or tk.source_model()")
+    if path.is_dir():
+        raise IsADirectoryError(f"{str(path)!r} is a folder, not a weights file; pass the path "
+                                f"of a file inside it, e.g. {str(path / 'model.weights.h5')!r}")
     try:
         with h5py.File(path, "r") as f:
             if "layers" not in f:
@@ -98,8 +133,10 @@ def read_weights_file(path):
                     out[name] = arrays
             return out
     except (OSError, ValueError, KeyError) as exc:
-        raise ValueError(f"{str(path)!r} is not a readable Keras weights file ({exc}); it may be "
-                         "truncated by an interrupted save: delete it and save again") from None
+        reason = (os_error_reason(exc)[1] if isinstance(exc, OSError) else
+                  (str(exc).splitlines() or [type(exc).__name__])[0])
+        raise ValueError(f"{str(path)!r} is not a readable Keras weights file ({reason}); it may "
+                         "be truncated by an interrupted save: delete it and save again") from None
 
 
 @dataclass
@@ -259,6 +296,19 @@ def _trainable_signature(model):
     return tuple(v.path for v in model.trainable_weights)
 
 
+def _optimizer_signature(model):
+    """The trainable set the model's optimizer was built for, or None if not built yet.
+
+    Keras builds the optimizer at the first training step; JAX refuses (and breaks the
+    model) when the trainable set no longer matches it, so it is the set to check.
+    """
+    optimizer = getattr(model, "optimizer", None)
+    variables = getattr(optimizer, "_trainable_variables", None)
+    if not getattr(optimizer, "built", False) or variables is None:
+        return None
+    return tuple(v.path for v in variables)
+
+
 class RecompileError(RuntimeError):
     """``trainable`` changed after ``fit`` without a new ``compile``."""
 
@@ -271,9 +321,11 @@ def check_recompiled(model):
     """
     state = _fit_state.get(model)
     config = getattr(model, "_compile_config", None)
-    if state is None or state[0] is not config:
-        return
-    if state[1] != _trainable_signature(model):
+    if state is not None and state[0] is config:
+        built_for = state[1]
+    else:  # not trained by tk.fit since the last compile (maybe by Keras' own model.fit)
+        built_for = _optimizer_signature(model)
+    if built_for is not None and built_for != _trainable_signature(model):
         raise RecompileError(
             f"model {model.name!r}: `trainable` changed after fit() but the model was not "
             "compiled again, so training would still use the old set of weights; call "

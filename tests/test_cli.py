@@ -1,0 +1,105 @@
+"""The command line, run in-process (``cli.main([...])``) with tiny settings."""
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+
+import transferkit as tk
+from transferkit import cli, online
+from transferkit.source import source_paths
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def read_outputs(out, stem):
+    with open(out / f"{stem}.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    data = json.loads((out / f"{stem}.json").read_text())
+    assert (out / f"{stem}.png").read_bytes().startswith(PNG_SIGNATURE)
+    assert not [p for p in out.iterdir() if ".tmp" in p.name]  # atomic: no temporary left
+    return rows, data
+
+
+def test_run_prints_a_table_and_writes_csv_json_png(tmp_path, capsys):
+    out = tmp_path / "results"
+    code = cli.main(["run", "--strategy", "scratch", "--shots", "1", "--epochs", "1",
+                     "--test-per-class", "2", "--seed", "3", "--out", str(out)])
+    assert code == 0
+    stdout, stderr = capsys.readouterr()
+    assert "from scratch epoch 1: loss" in stderr  # the progress line
+    assert stdout.splitlines()[0].split() == ["strategy", "shots", "accuracy", "macro_f1",
+                                              "seconds"]
+    rows, data = read_outputs(out, "run")
+    assert [(r["strategy"], r["shots"], r["epochs"]) for r in rows] == [("scratch", "1", "1")]
+    assert 0 <= float(rows[0]["accuracy"]) <= 1
+    assert data["settings"]["seed"] == 3 and data["settings"]["source_weights"] is None
+    assert data["results"][0]["accuracy"] == pytest.approx(float(rows[0]["accuracy"]))
+    assert f"{float(rows[0]['accuracy']):.1%}" in stdout
+
+
+def test_sweep_with_given_source_weights(tmp_path, capsys):
+    tk.set_seed(5)
+    weights = tk.save_weights(tk.build_model(26, name="source"), tmp_path / "src.weights.h5")
+    out = tmp_path / "sweep"
+    code = cli.main(["sweep", "--strategies", "feature_extraction", "--shots", "2", "1",
+                     "--epochs", "1", "--test-per-class", "2", "--source-weights", str(weights),
+                     "--out", str(out), "--quiet"])
+    assert code == 0
+    assert capsys.readouterr().err == ""  # --quiet: no progress lines
+    rows, data = read_outputs(out, "sweep")
+    assert [(r["strategy"], r["shots"]) for r in rows] == [("feature extraction", "1"),
+                                                           ("feature extraction", "2")]
+    assert data["settings"]["source_weights"] == str(weights)
+    assert not source_paths()[0].exists()  # the given file was used, nothing trained
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["run", "--strategy", "fine_tune"], "'fine_tune_top', 'fine_tune_all'"),
+    (["compare", "--strategies", "scratch", "nope"], "invalid choice: 'nope'"),
+    (["run", "--shots", "41"], "'41' is out of range; use an integer from 1 to 40"),
+    (["run", "--learning-rate", "-1"], "use a positive number up to 1"),
+    (["sweep", "--epochs", "0"], "'0' is out of range"),
+    (["run", "--source-weights", "missing.h5"], "is not a .weights.h5 file"),
+    (["prepare", "--online", "imagenet"], "choose from 'mnist', 'fashion_mnist'"),
+    ([], "the following arguments are required: COMMAND"),
+])
+def test_bad_arguments_exit_2_naming_the_allowed_values(argv, expected, capsys):
+    with pytest.raises(SystemExit) as caught:
+        cli.main(argv)
+    assert caught.value.code == 2
+    assert expected in capsys.readouterr().err
+
+
+def test_help_teaches_strategies_and_examples(capsys):
+    with pytest.raises(SystemExit) as caught:
+        cli.main(["--help"])
+    assert caught.value.code == 0
+    text = capsys.readouterr().out
+    assert all(key in text for key in tk.STRATEGIES)
+    assert "python -m transferkit run --strategy" in text and "examples:" in text
+    with pytest.raises(SystemExit):
+        cli.main(["sweep", "--help"])
+    assert "--shots" in capsys.readouterr().out
+
+
+def test_info_reports_backend_and_cache(capsys):
+    assert cli.main(["info"]) == 0
+    text = capsys.readouterr().out
+    assert "backend" in text and str(tk.cache_dir()) in text
+    assert "source model       not cached yet" in text and "mnist" in text
+
+
+def test_prepare_uses_the_cached_source_and_reports_offline_downloads(monkeypatch, capsys):
+    # publish a (tiny-budget, untrained) source model so prepare only loads it
+    tk.set_seed(0)
+    model = tk.build_model(26, widths=tuple(tk.SOURCE_RECIPE["widths"]), name="source")
+    scores = tk.Scores(0.5, 0.5, 0.5, 0.5, np.zeros((26, 26)), tuple(tk.UPPERCASE))
+    tk.publish_source(model, scores)
+    monkeypatch.setenv(online.ENV_OFFLINE, "1")
+    assert cli.main(["prepare", "--online", "mnist"]) == 1
+    stdout, stderr = capsys.readouterr()
+    assert "test accuracy 50.0%" in stdout
+    assert stderr.startswith("mnist: cannot download MNIST") and "tk.target_task()" in stderr

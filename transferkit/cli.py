@@ -1,0 +1,328 @@
+"""The kit without Jupyter: ``python -m transferkit run|compare|sweep|prepare|info``.
+
+For CI jobs, a classroom projector or a quick experiment over SSH.  Every command
+uses the same functions as the notebooks (``run_strategy``, ``sweep``,
+``evaluate``, ``source_model``, the plots); this module only parses arguments,
+reports progress on stderr and writes the results (table on stdout; CSV, JSON and
+a PNG plot under ``--out``, each written atomically).
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+import time
+from pathlib import Path
+
+import keras
+
+from . import online
+from .data import few_shot, target_task
+from .environment import cache_dir, describe_device, device_report, set_seed
+from .plots import plot_history, plot_sweep
+from .source import source_model, source_paths
+from .strategies import STRATEGIES
+from .training import evaluate, run_strategy, sweep
+from .transfer import save_atomically
+
+TARGET_POOL = 40  # training images per class in tk.target_task(): the most shots possible
+
+EPILOG = f"""\
+strategies (--strategy / --strategies):
+{chr(10).join(f"  {s.key:<20} {s.summary}" for s in STRATEGIES.values())}
+
+examples:
+  python -m transferkit info
+  python -m transferkit prepare                      # train and cache the source model (~20 s)
+  python -m transferkit run --strategy fine_tune_top --shots 5 --epochs 12
+  python -m transferkit compare --strategies scratch feature_extraction fine_tune_top --shots 5
+  python -m transferkit sweep --strategies scratch fine_tune_top --shots 1 5 10 --out results
+  python -m transferkit prepare --online mnist mobilenet_v3_small   # needs internet
+
+Every command that trains prints a results table and writes <command>.csv,
+<command>.json and <command>.png into --out (default: transferkit-results).
+"""
+
+
+# --------------------------------------------------------------------------- argument types
+def _bounded(kind, low, high=None, example=""):
+    def parse(text):
+        try:
+            value = kind(text)
+        except ValueError:
+            value = None
+        if value is None or value < low or (high is not None and value > high) or value != value:
+            span = f">= {low}" if high is None else f"from {low} to {high}"
+            noun = "an integer" if kind is int else "a number"
+            raise argparse.ArgumentTypeError(f"{text!r} is out of range; use {noun} {span}"
+                                             f"{example}")
+        return value
+    return parse
+
+
+def _learning_rate(text):
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is out of range; use a positive number "
+                                         "up to 1, e.g. 1e-2")
+    return value
+
+
+SHOTS = _bounded(int, 1, TARGET_POOL, f" (the target task has {TARGET_POOL} images per class)")
+EPOCHS = _bounded(int, 1, 10_000, ", e.g. 12")
+SEED = _bounded(int, 0, None, ", e.g. 0")
+TIMEOUT = _bounded(float, 0.1, 600.0, ", e.g. 5")
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog="python -m transferkit",
+        description="Transfer learning from the command line: train the kit's strategies on "
+                    "the few-shot digits target, print a results table, save CSV, JSON and a "
+                    "plot.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def training_options(p):
+        p.add_argument("--epochs", type=EPOCHS, default=12,
+                       help="epochs per run, shared by the strategy's phases (default 12)")
+        p.add_argument("--learning-rate", type=_learning_rate, default=1e-2,
+                       help="base (head) learning rate; fine-tuning phases scale it down "
+                            "(default 1e-2)")
+        p.add_argument("--seed", type=SEED, default=0, help="seed for sampling and "
+                       "initialisation: the same seed repeats a run exactly (default 0)")
+        p.add_argument("--test-per-class", type=_bounded(int, 1, 1000, ", e.g. 100"),
+                       default=100, help="test images per class (default 100)")
+        p.add_argument("--source-weights", type=Path, default=None, metavar="FILE",
+                       help="a .weights.h5 file of the kit's CNN to transfer from (default: "
+                            "the cached source model, trained first if missing)")
+        p.add_argument("--out", type=Path, default=Path("transferkit-results"), metavar="DIR",
+                       help="folder for the CSV, JSON and PNG (default transferkit-results)")
+        p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+
+    choices = list(STRATEGIES)
+    run = commands.add_parser(
+        "run", help="train one strategy and test it",
+        description="Train one strategy on k shots per class of the digits target and "
+                    "report its test accuracy.",
+        epilog="example:\n  python -m transferkit run --strategy fine_tune_top --shots 5",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    run.add_argument("--strategy", choices=choices, default="fine_tune_top",
+                     help="one of: " + ", ".join(choices) + " (default fine_tune_top)")
+    run.add_argument("--shots", type=SHOTS, default=5,
+                     help=f"labelled images per class, 1 to {TARGET_POOL} (default 5)")
+    training_options(run)
+
+    compare = commands.add_parser(
+        "compare", help="train several strategies on the same shots",
+        description="Train several strategies on the same k-shot sample and compare their "
+                    "test accuracy and curves.",
+        epilog="example:\n  python -m transferkit compare --strategies scratch fine_tune_top "
+               "--shots 5", formatter_class=argparse.RawDescriptionHelpFormatter)
+    compare.add_argument("--strategies", nargs="+", choices=choices, metavar="STRATEGY",
+                         default=["scratch", "feature_extraction", "fine_tune_top"],
+                         help="any of: " + ", ".join(choices))
+    compare.add_argument("--shots", type=SHOTS, default=5,
+                         help=f"labelled images per class, 1 to {TARGET_POOL} (default 5)")
+    training_options(compare)
+
+    sweep_ = commands.add_parser(
+        "sweep", help="test accuracy against shots per class",
+        description="For each strategy and each number of shots, train and test once: how "
+                    "much does transfer help as labels get scarce?",
+        epilog="example:\n  python -m transferkit sweep --strategies scratch fine_tune_top "
+               "--shots 1 5 10", formatter_class=argparse.RawDescriptionHelpFormatter)
+    sweep_.add_argument("--strategies", nargs="+", choices=choices, metavar="STRATEGY",
+                        default=["scratch", "fine_tune_top"],
+                        help="any of: " + ", ".join(choices))
+    sweep_.add_argument("--shots", nargs="+", type=SHOTS, default=[1, 2, 5, 10, 20],
+                        help="shots per class to try (default 1 2 5 10 20)")
+    training_options(sweep_)
+    sweep_.set_defaults(epochs=6)
+
+    prepare = commands.add_parser(
+        "prepare", help="fill the caches before a class or a CI run",
+        description="Train and cache the source model (if it is not cached yet) and, when "
+                    "online, download optional datasets and pretrained weights.",
+        epilog="example:\n  python -m transferkit prepare --online mnist mobilenet_v3_small",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    names = list(online.ONLINE_DATASETS) + list(online.BACKBONE_FILES)
+    prepare.add_argument("--online", nargs="*", choices=names, default=[], metavar="NAME",
+                         help="also download these (needs internet): " + ", ".join(names))
+    prepare.add_argument("--timeout", type=TIMEOUT, default=online.DEFAULT_TIMEOUT,
+                         help="seconds to wait for a server before giving up (default 5)")
+
+    commands.add_parser("info", help="backend, device, versions and the cache",
+                        description="Print the backend, the device that trains, versions and "
+                                    "what is cached.")
+    return parser
+
+
+# --------------------------------------------------------------------------- output
+class EpochLine(keras.callbacks.Callback):
+    """One line per epoch on stderr (the table goes to stdout), counted across phases."""
+
+    def __init__(self, label):
+        super().__init__()
+        self.label = label
+        self.epochs_done = 0
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        self.epochs_done += 1
+        parts = [f"loss {logs['loss']:.3f}"] if "loss" in logs else []
+        parts += [f"{k} {logs[k]:.1%}" for k in ("accuracy", "val_accuracy") if k in logs]
+        print(f"  {self.label} epoch {self.epochs_done}: " + ", ".join(parts),
+              file=sys.stderr, flush=True)
+
+
+def table(rows, columns):
+    """Rows of dicts as an aligned text table; fractions shown as percentages."""
+    def cell(value, key):
+        if key in ("accuracy", "macro_f1"):
+            return f"{value:.1%}"
+        if isinstance(value, float):
+            return f"{value:.1f}"
+        return str(value)
+    cells = [[cell(r[c], c) for c in columns] for r in rows]
+    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths))]
+    lines.append("  ".join("-" * w for w in widths))
+    lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths)) for row in cells]
+    return "\n".join(lines)
+
+
+def write_results(out, stem, rows, settings, figure):
+    """<stem>.csv, <stem>.json and <stem>.png in ``out``, each written atomically."""
+    out = Path(out)
+    paths = [out / f"{stem}.csv", out / f"{stem}.json", out / f"{stem}.png"]
+
+    def write_csv(tmp):
+        with open(tmp, "w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+
+    def write_json(tmp):
+        Path(tmp).write_text(json.dumps({"settings": settings, "results": rows}, indent=1))
+
+    save_atomically(write_csv, paths[0])
+    save_atomically(write_json, paths[1])
+    save_atomically(lambda tmp: figure.savefig(tmp, format="png", dpi=100), paths[2])
+    return paths
+
+
+# --------------------------------------------------------------------------- commands
+def _source_weights(args):
+    if args.source_weights is not None:
+        return args.source_weights
+    needed = [s for s in _strategies(args) if STRATEGIES[s].uses_source]
+    return source_model(verbose=not args.quiet).weights_path if needed else None
+
+
+def _strategies(args):
+    return [args.strategy] if args.command == "run" else list(dict.fromkeys(args.strategies))
+
+
+def _settings(args, weights):
+    settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()
+                if k not in ("quiet", "out")}
+    settings["source_weights"] = str(weights) if weights else None
+    settings["device"] = describe_device()
+    return settings
+
+
+def _train_and_test(args, weights, task):
+    """run / compare: the same k-shot sample for every strategy, one row each."""
+    train = few_shot(task.train, args.shots, args.seed)
+    rows, histories = [], []
+    for key in _strategies(args):
+        callbacks = [] if args.quiet else [EpochLine(STRATEGIES[key].title)]
+        run = run_strategy(key, train, task.val, task.num_classes, weights, args.epochs,
+                           args.learning_rate, args.seed, callbacks=callbacks)
+        scores = evaluate(run.model, task.test)
+        histories.append(run.history)
+        rows.append({"strategy": key, "shots": args.shots, "epochs": run.history.epochs,
+                     "accuracy": scores.accuracy, "macro_f1": scores.f1,
+                     "seconds": round(run.history.seconds, 2)})
+        if not args.quiet:
+            print(f"{STRATEGIES[key].title}: test accuracy {scores.accuracy:.1%}",
+                  file=sys.stderr, flush=True)
+    return rows, plot_history(*histories)
+
+
+def _sweep(args, weights, task):
+    def progress(done, total, row):
+        if not args.quiet:
+            print(f"  run {done}/{total}: {row['strategy']}, {row['shots']} shots: test accuracy "
+                  f"{row['accuracy']:.1%}", file=sys.stderr, flush=True)
+    rows = sweep(_strategies(args), task, sorted(set(args.shots)), weights, args.epochs,
+                 args.learning_rate, args.seed, progress=progress)
+    for row in rows:
+        row["seconds"] = round(row["seconds"], 2)
+    return rows, plot_sweep(rows)
+
+
+def command_train(args):
+    start = time.perf_counter()
+    weights = _source_weights(args)
+    task = target_task(test_per_class=args.test_per_class)
+    set_seed(args.seed)
+    rows, figure = (_sweep if args.command == "sweep" else _train_and_test)(args, weights, task)
+    print(table(rows, ["strategy", "shots", "accuracy", "macro_f1", "seconds"]))
+    settings = _settings(args, weights)
+    settings["seconds"] = round(time.perf_counter() - start, 1)
+    paths = write_results(args.out, args.command, rows, settings, figure)
+    print("wrote " + ", ".join(str(p) for p in paths))
+    return 0
+
+
+def command_prepare(args):
+    src = source_model(verbose=True)
+    print(f"source model: {src.info['task']}, test accuracy {src.info['test_accuracy']:.1%}")
+    failed = 0
+    for name in args.online:
+        try:
+            paths = online.fetch_online(name, timeout=args.timeout)
+            print(f"{name}: cached in {paths[0].parent}")
+        except online.OfflineError as exc:
+            print(f"{name}: {exc}", file=sys.stderr)
+            failed += 1
+    return 1 if failed else 0
+
+
+def command_info(args):
+    print(describe_device())
+    report = device_report()
+    import numpy
+    import sklearn
+    from . import __version__
+    report.update(transferkit=__version__, numpy=numpy.__version__, sklearn=sklearn.__version__)
+    for key, value in report.items():
+        print(f"  {key:<16} {value}")
+    print(f"cache folder       {cache_dir()}")
+    weights, _ = source_paths()
+    print(f"source model       {'cached' if weights.is_file() else 'not cached yet'} "
+          f"({weights.name})")
+    for name in list(online.ONLINE_DATASETS) + list(online.BACKBONE_FILES):
+        state = "cached" if online.is_cached(name) else "not cached (optional, online)"
+        print(f"  {name:<20} {state}")
+    return 0
+
+
+def main(argv=None):
+    """Entry point; returns the exit status (argparse exits with 2 on bad arguments)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    weights = getattr(args, "source_weights", None)
+    if weights is not None and not (weights.is_file() and weights.name.endswith(".weights.h5")):
+        parser.error(f"--source-weights {str(weights)!r} is not a .weights.h5 file; save one "
+                     "with tk.save_weights, or leave the option out to use the cached source "
+                     "model")
+    if args.command in ("run", "compare", "sweep"):
+        return command_train(args)
+    return {"prepare": command_prepare, "info": command_info}[args.command](args)

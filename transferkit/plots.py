@@ -23,6 +23,25 @@ def in_jupyter():
     return shell is not None and shell.__class__.__name__ == "ZMQInteractiveShell"
 
 
+def figure_png(fig, dpi=100):
+    """A figure as PNG bytes (what Jupyter shows for it)."""
+    import io
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
+    return buffer.getvalue()
+
+
+def _show_figures_as_pictures():
+    """Jupyter shows a returned ``Figure`` as a picture only once pyplot's inline backend is
+    set up; the kit never imports pyplot (it is slow to import and keeps global state), so
+    it tells IPython itself how to show one."""
+    if in_jupyter():
+        from IPython import get_ipython
+        formatter = get_ipython().display_formatter.formatters["image/png"]
+        formatter.for_type(Figure, figure_png)
+
+
 def _draw(fig, histories, xmax=None, loss_top=None, tight=True):
     """Draw ``histories`` on ``fig`` (cleared first); returns the figure.
 
@@ -318,3 +337,6 @@ def plot_sweep(rows, figsize=(6, 3.5)):
     ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
+
+
+_show_figures_as_pictures()

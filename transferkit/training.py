@@ -92,13 +92,13 @@ class _Validation(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         if logs is None:
             return
-        logits = _logits(self.model, self.x, self.batch_size)
+        logits = forward(self.model, self.x, self.batch_size)
         losses = keras.losses.sparse_categorical_crossentropy(self.y, logits, from_logits=True)
         logs["val_loss"] = float(np.mean(keras.ops.convert_to_numpy(losses)))
         logs["val_accuracy"] = float(np.mean(logits.argmax(axis=1) == self.y))
 
 
-def _logits(model, x, batch_size=256):
+def forward(model, x, batch_size=256):
     """The model's outputs in inference mode, in chunks, as one numpy array.
 
     A direct call runs eagerly: no traced predict step, which Keras would build again
@@ -220,22 +220,34 @@ class Scores:
 def predict_classes(model, data, batch_size=256):
     x, _ = _as_xy(data, "data")
     check_input(model, x)
-    return _logits(model, x, batch_size).argmax(axis=1)
+    return forward(model, x, batch_size).argmax(axis=1)
+
+
+def score_predictions(y_true, y_pred, class_names=None):
+    """``Scores`` (accuracy, macro precision / recall / F1, confusion) from labels and predictions."""
+    from sklearn import metrics
+
+    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+    if y_true.shape != y_pred.shape or y_true.ndim != 1 or len(y_true) == 0:
+        raise ValueError(f"y_true {y_true.shape} and y_pred {y_pred.shape} must be two 1-D arrays "
+                         "of the same, non-zero length: one prediction per label")
+    n = len(class_names) if class_names else int(max(y_true.max(), y_pred.max())) + 1
+    labels = np.arange(n)
+    p, r, f, _ = metrics.precision_recall_fscore_support(y_true, y_pred, labels=labels,
+                                                         average="macro", zero_division=0)
+    names = tuple(class_names) if class_names else tuple(map(str, labels))
+    return Scores(float(metrics.accuracy_score(y_true, y_pred)), float(p), float(r), float(f),
+                  metrics.confusion_matrix(y_true, y_pred, labels=labels), names)
 
 
 def evaluate(model, data):
     """Accuracy, macro precision / recall / F1 and the confusion matrix (scikit-learn)."""
-    from sklearn import metrics
-
     x, y = _as_xy(data, "test data")
     _check_xy(model, x, y, "test data")
-    pred = predict_classes(model, (x, y))
-    labels = np.arange(int(model.outputs[0].shape[-1]))
-    p, r, f, _ = metrics.precision_recall_fscore_support(y, pred, labels=labels,
-                                                         average="macro", zero_division=0)
-    names = data.class_names if isinstance(data, Dataset) else tuple(map(str, labels))
-    return Scores(float(metrics.accuracy_score(y, pred)), float(p), float(r), float(f),
-                  metrics.confusion_matrix(y, pred, labels=labels), names)
+    outputs = int(model.outputs[0].shape[-1])
+    names = (data.class_names if isinstance(data, Dataset) and len(data.class_names) == outputs
+             else tuple(map(str, range(outputs))))
+    return score_predictions(y, predict_classes(model, (x, y)), names)
 
 
 # --------------------------------------------------------------------------- recipes

@@ -1,0 +1,107 @@
+"""Choosing a source (transferability before fine-tuning) and a strategy."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+import transferkit as tk
+from helpers import tiny_model
+
+
+def blobs(separated, n_per_class=20, classes=4, dims=8, seed=0):
+    """Features with class-dependent means (separated) or pure noise (not)."""
+    rng = np.random.default_rng(seed)
+    y = np.repeat(np.arange(classes), n_per_class)
+    f = rng.normal(size=(len(y), dims))
+    if separated:
+        f[np.arange(len(y)), y] += 4.0  # class c shifts feature c
+    return f, y
+
+
+@pytest.mark.parametrize("score", [tk.logme, tk.h_score])
+def test_scores_are_finite_and_prefer_separating_features(score):
+    good, bad = score(*blobs(True)), score(*blobs(False))
+    assert math.isfinite(good) and math.isfinite(bad)
+    assert good > bad
+
+
+def test_logme_prefers_more_separated_features():
+    f, y = blobs(True)
+    assert tk.logme(f, y) > tk.logme(f + np.random.default_rng(1).normal(0, 3, f.shape), y)
+
+
+def test_logme_survives_constant_features():
+    f, y = blobs(False)
+    assert math.isfinite(tk.logme(np.zeros_like(f), y))
+
+
+def test_scores_reject_bad_shapes():
+    with pytest.raises(ValueError, match="one feature vector per labelled example"):
+        tk.logme(np.zeros((5, 3)), np.zeros(4, dtype=int))
+    with pytest.raises(ValueError, match="integer class indices"):
+        tk.h_score(np.zeros((4, 3)), np.array([0.0, 1.0, 0.0, 1.0]))
+
+
+def test_probe_accuracy_tells_separable_from_noise():
+    f, y = blobs(True, seed=0)
+    vf, vy = blobs(True, seed=1)
+    nf, ny = blobs(False, seed=0)
+    nvf, nvy = blobs(False, seed=1)
+    assert tk.probe_accuracy(f, y, vf, vy) > 0.9
+    assert tk.probe_accuracy(nf, ny, nvf, nvy) < 0.6
+
+
+def test_rank_sources_ranks_a_trained_backbone_above_a_random_one(trained, letters, letters_val):
+    random_net = tiny_model(3, seed=5, name="random")
+    ranking = tk.rank_sources({"trained": trained.model, "random": random_net},
+                              letters, letters_val)
+    assert set(ranking.names) == {"trained", "random"}
+    values = [r["logme"] for r in ranking.rows]
+    assert values == sorted(values, reverse=True)
+    for r in ranking.rows:
+        assert all(math.isfinite(r[k]) for k in ("logme", "h_score", "probe_accuracy"))
+        assert 0.0 <= r["similarity"] <= 1.0
+    assert ranking.score("trained", "probe_accuracy") >= ranking.score("random", "probe_accuracy")
+    assert "LogME" in str(ranking)
+    by_probe = tk.rank_sources({"random": random_net}, letters, letters_val, by="probe_accuracy")
+    assert by_probe.by == "probe_accuracy"
+
+
+def test_rank_sources_validates():
+    with pytest.raises(ValueError, match=r"by='accuracy'.*'logme', 'h_score', 'probe_accuracy'"):
+        tk.rank_sources({"x": None}, None, None, by="accuracy")
+    with pytest.raises(ValueError, match="candidates is empty"):
+        tk.rank_sources({}, None, None)
+
+
+@pytest.mark.parametrize("shots, similarity, expected", [
+    (5, "high", "feature_extraction"),
+    (40, 0.9, "feature_extraction"),
+    (100, "high", "fine_tune_top"),
+    (1000, 0.7, "fine_tune_all"),
+    (5, "low", "scratch"),
+    (5, 0.6, "scratch"),
+    (1000, 0.1, "scratch"),
+])
+def test_recommend_strategy_branches(shots, similarity, expected):
+    rec = tk.recommend_strategy(shots, similarity)
+    assert rec.strategy == expected and rec.strategy in tk.STRATEGIES
+    text = str(rec)
+    assert text.startswith(f"Recommended: {tk.STRATEGIES[expected].title}")
+    assert "Why:" in text and len(rec.reasons) >= 2
+
+
+@pytest.mark.parametrize("shots, similarity, match", [
+    (0, "high", r"shots_per_class=0 is out of range"),
+    (2.5, "high", r"shots_per_class=2.5"),
+    (True, "high", r"shots_per_class=True"),
+    (5, "similar", r"similarity='similar'.*\['high', 'low'\]"),
+    (5, 1.5, r"similarity=1.5 is out of range"),
+    (5, float("nan"), r"similarity=nan is out of range"),
+    (5, None, r"similarity=None is out of range"),
+])
+def test_recommend_strategy_validates(shots, similarity, match):
+    with pytest.raises(ValueError, match=match):
+        tk.recommend_strategy(shots, similarity)

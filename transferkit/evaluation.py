@@ -1,0 +1,113 @@
+"""Honest evaluation: scikit-learn's metrics per class, and results over several seeds.
+
+One run's accuracy is one draw: another seed picks other shots and another
+initialisation.  ``over_seeds`` repeats a run and reports mean ± spread, so a
+difference can be judged against the noise.  Choices (epochs, learning rate,
+strategy) are made on validation data; the test split only reports the result.
+"""
+from __future__ import annotations
+
+import math
+import statistics
+from dataclasses import dataclass
+
+import numpy as np
+
+from .training import Scores, _as_xy, _check_xy, predict_classes, score_predictions  # noqa: F401
+
+
+@dataclass
+class ClassReport:
+    """Precision, recall, F1 and support of every class (scikit-learn), printable as a table."""
+
+    class_names: tuple
+    precision: np.ndarray
+    recall: np.ndarray
+    f1: np.ndarray
+    support: np.ndarray
+    text: str
+
+    def worst(self, n=3, by="f1"):
+        """The ``n`` classes with the lowest score ``by`` ('precision', 'recall' or 'f1')."""
+        if by not in ("precision", "recall", "f1"):
+            raise ValueError(f"by={by!r}; choose one of ['precision', 'recall', 'f1']")
+        values = getattr(self, by)
+        order = np.argsort(values, kind="stable")[:n]
+        return [(self.class_names[i], float(values[i])) for i in order]
+
+    def __str__(self):
+        return self.text
+
+    def _repr_pretty_(self, p, cycle):
+        p.text(self.text)
+
+
+def class_report(model, data, digits=3):
+    """Per-class precision / recall / F1 of ``model`` on ``data`` (a Dataset or (x, y))."""
+    from sklearn import metrics
+
+    x, y = _as_xy(data, "test data")
+    _check_xy(model, x, y, "test data")
+    pred = predict_classes(model, (x, y))
+    labels = np.arange(int(model.outputs[0].shape[-1]))
+    names = tuple(data.class_names) if hasattr(data, "class_names") else tuple(map(str, labels))
+    p, r, f, s = metrics.precision_recall_fscore_support(y, pred, labels=labels, zero_division=0)
+    text = metrics.classification_report(y, pred, labels=labels, target_names=list(names),
+                                         digits=digits, zero_division=0)
+    return ClassReport(names, p, r, f, s, text)
+
+
+@dataclass
+class SeedSummary:
+    """Values of one measurement over several seeds: mean and sample standard deviation."""
+
+    seeds: tuple
+    values: tuple
+    label: str = "value"
+    percent: bool = True
+
+    @property
+    def mean(self):
+        return statistics.fmean(self.values)
+
+    @property
+    def std(self):
+        """Sample standard deviation (n - 1); NaN for a single seed (no spread measurable)."""
+        return statistics.stdev(self.values) if len(self.values) > 1 else float("nan")
+
+    def _fmt(self, v):
+        return f"{v:.1%}" if self.percent else f"{v:.3g}"
+
+    def __str__(self):
+        spread = ("(one seed: no spread)" if math.isnan(self.std)
+                  else f"± {self._fmt(self.std)}")
+        each = ", ".join(self._fmt(v) for v in self.values)
+        return (f"{self.label}: {self._fmt(self.mean)} {spread} over {len(self.values)} "
+                f"seeds [{each}]")
+
+    def _repr_pretty_(self, p, cycle):
+        p.text(str(self))
+
+
+def over_seeds(fn, seeds=(0, 1, 2), label="accuracy", percent=True):
+    """Run ``fn(seed)`` for every seed and summarise: a ``SeedSummary`` (mean, std, values).
+
+    ``fn`` returns a number, or a ``Scores`` whose accuracy is used.
+    """
+    seeds = tuple(seeds)
+    if not seeds or any(isinstance(s, bool) or not isinstance(s, (int, np.integer)) or s < 0
+                        for s in seeds):
+        raise ValueError(f"seeds={seeds!r}: give one or more non-negative integers, e.g. (0, 1, 2)")
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"seeds={seeds!r} repeats a seed; a repeat adds no information")
+    values = []
+    for seed in seeds:
+        out = fn(int(seed))
+        out = out.accuracy if isinstance(out, Scores) else out
+        try:
+            value = float(out)
+        except (TypeError, ValueError):
+            raise TypeError(f"fn(seed={seed}) returned {type(out).__name__}; return a number "
+                            "(e.g. an accuracy) or a tk.Scores") from None
+        values.append(value)
+    return SeedSummary(seeds, tuple(values), label, percent)

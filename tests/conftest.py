@@ -50,6 +50,17 @@ def trained(letters, letters_val):
     return SimpleNamespace(model=model, history=history, live=live)
 
 
+@pytest.fixture(scope="session")
+def well_trained(letters, letters_val):
+    """A tiny 3-class model trained until its features separate A, B and C on every backend
+    (the 2-epoch `trained` model can still be at chance, e.g. on JAX). Read only."""
+    tk.set_seed(0)
+    model = tk.build_model(3, widths=TINY_WIDTHS, name="well_trained")
+    tk.compile_model(model, learning_rate=1e-2)
+    tk.fit(model, letters, letters_val, epochs=15, batch_size=8, repeat=4, label="tiny")
+    return model
+
+
 # ----------------------------------------------------------------- fresh-process test
 # A test marked `fresh_process` needs a new interpreter, whose TensorFlow import alone
 # takes ~10 s.  Start it in the background as soon as collection ends and run that test

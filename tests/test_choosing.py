@@ -53,9 +53,10 @@ def test_probe_accuracy_tells_separable_from_noise():
     assert tk.probe_accuracy(nf, ny, nvf, nvy) < 0.6
 
 
-def test_rank_sources_ranks_a_trained_backbone_above_a_random_one(trained, letters, letters_val):
+def test_rank_sources_ranks_a_trained_backbone_above_a_random_one(well_trained, letters,
+                                                                  letters_val):
     random_net = tiny_model(3, seed=5, name="random")
-    ranking = tk.rank_sources({"trained": trained.model, "random": random_net},
+    ranking = tk.rank_sources({"trained": well_trained, "random": random_net},
                               letters, letters_val)
     assert set(ranking.names) == {"trained", "random"}
     values = [r["logme"] for r in ranking.rows]
@@ -63,7 +64,10 @@ def test_rank_sources_ranks_a_trained_backbone_above_a_random_one(trained, lette
     for r in ranking.rows:
         assert all(math.isfinite(r[k]) for k in ("logme", "h_score", "probe_accuracy"))
         assert 0.0 <= r["similarity"] <= 1.0
-    assert ranking.score("trained", "probe_accuracy") >= ranking.score("random", "probe_accuracy")
+    # the trained backbone first, by LogME and by H-score (a probe on 15 validation images
+    # and 8 features is too noisy to order these two reliably on every backend)
+    assert ranking.names[0] == "trained"
+    assert ranking.score("trained", "h_score") > ranking.score("random", "h_score")
     assert "LogME" in str(ranking)
     by_probe = tk.rank_sources({"random": random_net}, letters, letters_val, by="probe_accuracy")
     assert by_probe.by == "probe_accuracy"

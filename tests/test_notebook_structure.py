@@ -60,6 +60,8 @@ def test_outputs_are_executed_readable_and_error_free(path):
     for cell in code:
         for out in cell.outputs:
             assert out.output_type != "error", f"{path.name}: an error output is committed"
+            if out.output_type == "stream" and out.name == "stderr":
+                assert "Warning" not in out.text, f"{path.name}: a warning is committed: {out.text}"
             data = out.get("data", {})
             if data.get("text/plain", "").startswith("<Figure size"):
                 assert "image/png" in data, (f"{path.name}: a figure shows as text only: "

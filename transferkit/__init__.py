@@ -1,7 +1,8 @@
 """transferkit: a small kit for teaching transfer learning with Keras 3.
 
-Layers, imported one way: environment -> data -> models -> transfer -> strategies
--> training -> source -> plots -> lab.
+Layers, imported one way: environment -> data -> models -> online -> transfer -> strategies
+-> training -> {evaluation, features, knowledge, source} -> {failures, choosing} -> plots
+-> lab -> cli.
 """
 from .environment import (PRESETS, Preset, cache_dir, describe_device, device_report, preset,
                           set_seed)

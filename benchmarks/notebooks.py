@@ -13,8 +13,9 @@ notebook files are never written.  For every notebook:
                 checked against the larger of the two.
   status        ok / error in cell N / timeout in cell N / kernel died / ...
 
-Budgets (flags): the notebooks numbered 00-04 together take <= 120 s, and each
-notebook's peak RSS <= 1536 MB.  Any notebook that does not finish is a FAIL.
+Budgets (flags): the notebooks numbered 00-04 together take <= 120 s, each
+notebook <= 60 s, and each notebook's peak RSS <= 1536 MB.  Any notebook that
+does not finish is a FAIL.
 
     python benchmarks/notebooks.py                       # notebooks/*.ipynb
     python benchmarks/notebooks.py notebooks/02_*.ipynb  # some of them
@@ -250,7 +251,7 @@ def parse_range(text):
     return lo, hi
 
 
-def check_budgets(results, total_range, total_budget, max_rss_mb):
+def check_budgets(results, total_range, total_budget, max_rss_mb, max_seconds=None):
     lo, hi = total_range
     label = f"{lo:02d}-{hi:02d}"
     counted = [r for r in results if (n := number_of(r["notebook"])) is not None and lo <= n <= hi]
@@ -269,6 +270,12 @@ def check_budgets(results, total_range, total_budget, max_rss_mb):
         checks.append({"name": f"total time of notebooks {label}", "value": None,
                        "budget": total_budget, "unit": "s", "notebooks": [], "passed": None,
                        "note": f"skipped: no notebook numbered {label} was run"})
+    if max_seconds is not None:
+        for r in results:
+            checks.append({"name": f"time of {r['notebook']}", "value": r["seconds"],
+                           "budget": max_seconds, "unit": "s",
+                           "passed": r["status"] == "ok" and r["seconds"] <= max_seconds,
+                           "note": None if r["status"] == "ok" else "did not finish"})
     for r in results:
         peak = r["peak_rss_mb"]
         checks.append({"name": f"peak RSS of {r['notebook']}", "value": peak,
@@ -324,6 +331,8 @@ def parse_args(argv=None):
     p.add_argument("--total-range", type=parse_range, default=(0, 4), metavar="LO-HI",
                    help="notebook numbers (file name prefix) the total budget covers "
                         "(default: 00-04)")
+    p.add_argument("--max-seconds", type=float, default=60.0, metavar="SECONDS",
+                   help="budget for each notebook's wall time (default: 60; 0 = no check)")
     p.add_argument("--max-rss-mb", type=float, default=1536.0,
                    help="budget for each notebook's peak RSS in MB (default: 1536)")
     p.add_argument("--poll", type=float, default=0.1, help="RSS sampling interval in s")
@@ -378,7 +387,8 @@ def main(argv=None):
                   flush=True)
     except KeyboardInterrupt:
         print("\ninterrupted: reporting the notebooks that finished")
-    checks = check_budgets(results, args.total_range, args.total_budget, args.max_rss_mb)
+    checks = check_budgets(results, args.total_range, args.total_budget, args.max_rss_mb,
+                           args.max_seconds or None)
     print()
     print(report(results, checks))
     passed = all(c["passed"] is not False for c in checks) and len(results) == len(paths)
@@ -395,6 +405,7 @@ def main(argv=None):
         "config": {"timeout_per_cell": args.timeout, "kernel": args.kernel,
                    "total_budget_seconds": args.total_budget,
                    "total_range": list(args.total_range), "max_rss_mb": args.max_rss_mb,
+                   "max_seconds_per_notebook": args.max_seconds or None,
                    "poll_seconds": args.poll,
                    "requested": [str(p) for p in paths]},
         "total_seconds": sum(r["seconds"] for r in results),

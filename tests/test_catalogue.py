@@ -125,6 +125,28 @@ def test_c09_more_shots_than_a_class_has(letters):
     assert_clear(err, "k=13", "class 'A' has (12)", "use k <= 12")
 
 
+@pytest.mark.parametrize("raw", [np.uint8, np.float32], ids=["uint8", "float32"])
+def test_c34_pixels_in_0_255_instead_of_0_1(compiled, letters, raw):
+    x = np.round(letters.x * 255).astype(raw)
+    before = [w.numpy().copy() for w in compiled.weights]
+    with pytest.raises(ValueError) as err:
+        tk.fit(compiled, (x, letters.y), epochs=1)
+    assert_clear(err, "pixel values reach 255", "[0, 1]", "/ 255")
+    with pytest.raises(ValueError) as err:
+        tk.evaluate(compiled, (x, letters.y))
+    assert_clear(err, "test data pixel values reach 255")
+    assert all(np.array_equal(a, w.numpy()) for a, w in zip(before, compiled.weights))
+    tk.fit(compiled, (x / 255.0, letters.y), epochs=1)  # the fix the message names works
+
+
+def test_c35_nan_or_infinite_pixels(compiled, letters):
+    x = letters.x.copy()
+    x[3, 0, 0, 0], x[7, 5, 5, 0] = np.nan, np.inf
+    with pytest.raises(ValueError) as err:
+        tk.fit(compiled, (x, letters.y), epochs=1)
+    assert_clear(err, "2 image(s) with NaN or infinite pixels", "np.nan_to_num")
+
+
 # --------------------------------------------------------------------------- names and numbers
 def test_c10_unknown_strategy(letters):
     with pytest.raises(ValueError) as err:

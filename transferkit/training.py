@@ -18,6 +18,7 @@ from .models import build_model, check_input
 from .transfer import check_recompiled, freeze, remember_fit, unfreeze
 
 METRICS = ("loss", "accuracy", "val_loss", "val_accuracy")
+MAX_PIXEL = 2.0  # above this, images are 0-255 values, not the kit's [0, 1] pixels
 
 
 def _check_number(what, value, low, high, hint):
@@ -136,6 +137,17 @@ def _check_xy(model, x, y, what):
     check_input(model, x)
     if x.dtype.kind not in "fiu":
         raise TypeError(f"{what} images have dtype {x.dtype}; convert with x.astype('float32')")
+    finite = np.isfinite(x) if x.dtype.kind == "f" else None
+    if finite is not None and not finite.all():
+        bad = int(np.count_nonzero(~finite.reshape(len(x), -1).all(axis=1)))
+        raise ValueError(f"{what} has {bad} image(s) with NaN or infinite pixels; drop or "
+                         "repair them, e.g. x = np.nan_to_num(x, nan=0.0)")
+    top = float(np.max(x))
+    if top > MAX_PIXEL:
+        # raw 0-255 images train without any error, just badly (saturated BatchNorm, huge logits)
+        raise ValueError(f"{what} pixel values reach {top:g}: they look like 0-255 values, but "
+                         "the kit's models expect pixels in [0, 1]; divide first, e.g. "
+                         "x.astype('float32') / 255")
     y = np.asarray(y)
     if len(x) != len(y):
         raise ValueError(f"{what}: {len(x)} images but {len(y)} labels; pass one label per image")

@@ -43,11 +43,12 @@ def test_binder_python_version_is_one_the_kit_supports():
     assert re.fullmatch(r"python-3\.(10|11|12)", version), version
 
 
-def test_post_build_is_executable_stops_on_errors_and_prepares_the_source_model():
+def test_post_build_is_executable_stops_on_errors_and_prepares_the_source_models():
     script = BINDER / "postBuild"
     text = script.read_text()
     assert text.startswith("#!/usr/bin/env bash")
     assert os.access(script, os.X_OK), "chmod +x binder/postBuild"
     assert "set -euo pipefail" in text  # repo2docker does not stop on errors otherwise
     assert "pip install --no-deps -e ." in text
-    assert "tk.source_model()" in text
+    # the source model, and the alternative sources notebooks 08-09 would otherwise train
+    assert "python -m transferkit prepare --all-sources" in text

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import transferkit as tk
-from transferkit import cli, online
+from transferkit import cli, online, source
 from transferkit.source import source_paths
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -103,3 +103,21 @@ def test_prepare_uses_the_cached_source_and_reports_offline_downloads(monkeypatc
     stdout, stderr = capsys.readouterr()
     assert "test accuracy 50.0%" in stdout
     assert stderr.startswith("mnist: cannot download MNIST") and "tk.target_task()" in stderr
+
+
+def test_prepare_all_sources_trains_each_alternative_recipe_once(monkeypatch, capsys):
+    tiny = dict(tk.SOURCE_RECIPE, train_per_class=2, epochs=1, widths=[4, 8])
+    recipes = {"letters": tk.SOURCE_RECIPE, "noise": dict(tiny, task="noise"),
+               "untrained": dict(tiny, epochs=0)}
+    monkeypatch.setattr(source, "SOURCE_RECIPES", recipes)
+    tk.set_seed(0)  # a published (untrained) letters model, so only the others train
+    model = tk.build_model(26, widths=tuple(tk.SOURCE_RECIPE["widths"]), name="source")
+    tk.publish_source(model, tk.Scores(0.5, 0.5, 0.5, 0.5, np.zeros((26, 26)), tuple(tk.UPPERCASE)))
+    assert cli.main(["prepare", "--all-sources"]) == 0
+    out = capsys.readouterr().out
+    assert "source noise: test accuracy" in out and "source untrained: test accuracy" in out
+    for recipe in recipes.values():
+        weights, meta = source_paths(recipe)
+        assert weights.is_file() and meta.is_file()
+    assert cli.main(["prepare", "--all-sources"]) == 0  # a second time: everything loads
+    assert "training it now" not in capsys.readouterr().out

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import keras
 
-from . import online
+from . import online, source
 from .data import few_shot, target_task
 from .environment import cache_dir, describe_device, device_report, set_seed
 from .plots import plot_history, plot_sweep
@@ -148,11 +148,15 @@ def build_parser():
         "prepare", help="fill the caches before a class or a CI run",
         description="Train and cache the source model (if it is not cached yet) and, when "
                     "online, download optional datasets and pretrained weights.",
-        epilog="example:\n  python -m transferkit prepare --online mnist mobilenet_v3_small",
+        epilog="examples:\n  python -m transferkit prepare --all-sources\n"
+               "  python -m transferkit prepare --online mnist mobilenet_v3_small",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     names = list(online.ONLINE_DATASETS) + list(online.BACKBONE_FILES)
     prepare.add_argument("--online", nargs="*", choices=names, default=[], metavar="NAME",
                          help="also download these (needs internet): " + ", ".join(names))
+    prepare.add_argument("--all-sources", action="store_true",
+                         help="also the cheap alternative sources notebooks 08 and 09 compare "
+                              "(tk.SOURCE_RECIPES; about 20 s more the first time)")
     prepare.add_argument("--timeout", type=TIMEOUT, default=online.DEFAULT_TIMEOUT,
                          help="seconds to wait for a server before giving up (default 5)")
 
@@ -284,6 +288,10 @@ def command_train(args):
 def command_prepare(args):
     src = source_model(verbose=True)
     print(f"source model: {src.info['task']}, test accuracy {src.info['test_accuracy']:.1%}")
+    others = [n for n, r in source.SOURCE_RECIPES.items() if r is not source.SOURCE_RECIPE]
+    for name in (others if args.all_sources else []):
+        other = source_model(name, verbose=True)
+        print(f"source {name}: test accuracy {other.info['test_accuracy']:.1%}")
     failed = 0
     for name in args.online:
         try:

@@ -1,8 +1,8 @@
 """transferkit: a small kit for teaching transfer learning with Keras 3.
 
 Layers, imported one way: environment -> data -> models -> online -> transfer -> strategies
--> training -> {evaluation, features, knowledge, source} -> {failures, choosing} -> plots
--> lab -> cli.
+-> training -> {evaluation, features, knowledge, reproducibility, source} -> {failures,
+choosing} -> plots -> lab -> cli.
 """
 from .environment import (PRESETS, Preset, cache_dir, describe_device, device_report, preset,
                           set_seed)
@@ -30,6 +30,7 @@ from .online import (ONLINE_DATASETS, OfflineError, backbone_architecture, fetch
                      online_task, pretrained_backbone, pretrained_target_model, try_online)
 from .data import RESTYLE_FONTS, SHIFT_KINDS, shift, shift_task
 from .source import SOURCE_RECIPES, SOURCE_TASKS, recipe_key, recipe_task
+from .reproducibility import Fingerprint, numerics_fingerprint
 from .evaluation import ClassReport, SeedSummary, class_report, over_seeds, score_predictions
 from .failures import (Comparison, Forgetting, ShiftReport, accuracy_under_shift,
                        compare_to_scratch, forgetting, with_head)

@@ -96,6 +96,29 @@ def _gpus():
     return [device] if device.lower().startswith(("gpu", "cuda")) else []
 
 
+def cpu_description():
+    """The CPU's model name and the vector instruction sets that change numerical results.
+
+    oneDNN and OpenBLAS choose their kernels by these, so two CPUs that differ here may
+    train the same seeded model to slightly different numbers (``tk.numerics_fingerprint``).
+    """
+    model, flags = platform.processor() or platform.machine(), set()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key.strip() == "model name" and model in ("", platform.machine()):
+                    model = value.strip()
+                elif key.strip() == "flags":
+                    flags = set(value.split())
+                    break
+    except OSError:  # not Linux: the model name is all there is
+        pass
+    isa = [f for f in ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_fp16", "amx_tile")
+           if f in flags]
+    return f"{model} [{' '.join(isa)}]" if isa else model
+
+
 def device_report():
     """A dict describing backend, versions and the device training will use."""
     backend = keras.backend.backend()
@@ -115,6 +138,7 @@ def device_report():
         "device": f"GPU ({gpus[0]})" if gpus else "CPU",
         "gpus": len(gpus),
         "cpu_cores": os.cpu_count(),
+        "cpu": cpu_description(),
         "preset": preset().name,
         "mixed_precision": mixed_precision_active(),
     }

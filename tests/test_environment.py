@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
@@ -31,6 +32,9 @@ def test_device_report_and_description():
     assert report["backend"] == os.environ.get("KERAS_BACKEND", "tensorflow")  # the one asked for
     assert report["device"] == "CPU" or report["device"].startswith("GPU")
     assert report["cpu_cores"] == os.cpu_count()
+    assert report["cpu"] and report["cpu"] == tk.environment.cpu_description()
+    if Path("/proc/cpuinfo").is_file() and " avx2 " in Path("/proc/cpuinfo").read_text():
+        assert "avx2" in report["cpu"]  # the instruction sets that change the numbers are named
     line = tk.describe_device()
     assert f"Keras {report['keras']}" in line and report["backend"] in line
 

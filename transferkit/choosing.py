@@ -246,7 +246,7 @@ def recommend_strategy(shots_per_class, similarity):
     return Recommendation("scratch", k, sim, [
         f"similarity {sim:.2f} < {SIMILAR}: the source's features fit the target poorly",
         "measured in the kit (notebook 08): from every mismatched source, feature extraction "
-        "and fine-tuning all blocks ended 14-28 points below scratch at 10 shots per class -- "
+        "and fine-tuning all blocks ended 14-29 points below scratch at 10 shots per class -- "
         "a frozen or gently tuned backbone keeps the mismatch",
         "try another source first (rank candidates with tk.rank_sources); compare any transfer "
         "run with scratch on validation data"])

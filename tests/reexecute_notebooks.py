@@ -21,7 +21,6 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -41,14 +40,10 @@ print("@@" + json.dumps({"digest": f.digest, "parts": f.parts, "cpu": r["cpu"],
 
 
 def write_atomic(path, text):
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    """The kit's own write-then-rename (keeps the usual file mode, unlike a bare mkstemp)."""
+    from transferkit.transfer import save_atomically
+
+    save_atomically(lambda tmp: Path(tmp).write_text(text, encoding="utf-8"), path)
 
 
 def execute(path, timeout):

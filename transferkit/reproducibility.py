@@ -51,7 +51,7 @@ def _hash(*arrays):
 
 
 def numerics_fingerprint():
-    """A ``Fingerprint`` of this machine's floating-point results (about 3 s on a CPU)."""
+    """A ``Fingerprint`` of this machine's floating-point results (about 4 s on a 2-core CPU)."""
     from sklearn.linear_model import LogisticRegression
 
     data = glyph_dataset("ABCDEFGHIJ", 20, seed=0, name="fingerprint")  # 200 images

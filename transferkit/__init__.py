@@ -14,7 +14,8 @@ from .transfer import (LoadReport, RecompileError, check_recompiled, freeze,
                        save_weights,
                        unfreeze)
 from .strategies import STRATEGIES, Strategy, get_strategy
-from .training import (RunHistory, Scores, StrategyRun, compile_model, evaluate, fine_tune, fit,
+from .training import (RunHistory, Scores, StopSwitch, StrategyRun, compile_model, evaluate,
+                       fine_tune, fit,
                        predict_classes, repeat_for, run_strategy, sweep, train_from_scratch)
 from .source import SOURCE_RECIPE, SourceModel, publish_source, source_model, train_source_model
 from .plots import LiveCurves, plot_bars, plot_confusion, plot_history, plot_sweep, show_images

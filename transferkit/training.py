@@ -7,6 +7,7 @@ plotted and chained across phases (head first, then fine-tuning).
 from __future__ import annotations
 
 import math
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -110,6 +111,29 @@ def forward(model, x, batch_size=256):
     return np.concatenate(parts) if parts else np.zeros((0,) + tuple(model.outputs[0].shape[1:]))
 
 
+class StopSwitch(keras.callbacks.Callback):
+    """A Stop button for ``fit``: after ``request()`` (from any thread) training ends at the
+    end of the current batch, and the run's history says ``interrupted=True``.
+
+    ``run_strategy`` then starts no further phase.  The model keeps the weights it reached.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self._event = threading.Event()
+
+    def request(self):
+        self._event.set()
+
+    @property
+    def requested(self):
+        return self._event.is_set()
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self._event.is_set():
+            self.model.stop_training = True
+
+
 class _Recorder(keras.callbacks.Callback):
     def __init__(self, history):
         super().__init__()
@@ -208,6 +232,8 @@ def fit(model, train, val=None, epochs=10, batch_size=32, callbacks=(), label="r
     finally:
         history.seconds = time.perf_counter() - start
         remember_fit(model)
+    if any(isinstance(c, StopSwitch) and c.requested for c in callbacks):
+        history.interrupted = True
     return history
 
 

@@ -37,5 +37,6 @@ from .failures import (Comparison, Forgetting, ShiftReport, accuracy_under_shift
                        compare_to_scratch, forgetting, with_head)
 from .choosing import (Ranking, Recommendation, h_score, logme, probe_accuracy, rank_sources,
                        recommend_strategy)
+from .claims import Claim, ClaimError, claim
 
 __version__ = "0.1.0"

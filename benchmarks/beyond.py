@@ -23,7 +23,7 @@ Sections (run all, or one with ``--only SECTION``; repeatable):
   (these four use tk.run_strategy with 12 epochs at learning rate 1e-2, as the notebooks)
 
 Every model is scored on the 1,000 test digits with tk.evaluate (accuracy, macro F1).
-Each section's table: mean +- std over the seeds (population std).
+Each section's table: mean +- std over the seeds (sample std, n - 1, as notebook 09 teaches).
 
     python benchmarks/beyond.py                        # all sections, seeds 0, 1, 2
     python benchmarks/beyond.py --only distillation    # one section
@@ -284,7 +284,7 @@ def summarise(rows):
             values = [r[key] for r in runs if key in r]
             if values:
                 entry[f"{key}_mean"] = statistics.fmean(values)
-                entry[f"{key}_std"] = statistics.pstdev(values)
+                entry[f"{key}_std"] = statistics.stdev(values) if len(values) > 1 else float("nan")
         out.append(entry)
     return out
 
@@ -295,6 +295,20 @@ def table(section, summary):
         lines.append(f"{s['run']:<36}{s['n']:>3}  {s['accuracy_mean']:>8.1%} ± {s['accuracy_std']:<6.1%}"
                      f"  {s['macro_f1_mean']:>8.1%} ± {s['macro_f1_std']:<6.1%}")
     return "\n".join(lines)
+
+
+def _commit():
+    """The commit the numbers were measured at (with '+changes' when the tree was dirty)."""
+    import subprocess
+
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=HERE, text=True,
+                              capture_output=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "transferkit", "benchmarks"],
+                               cwd=HERE.parent, text=True, capture_output=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head + ("+changes" if dirty else "")
 
 
 def main(argv=None):
@@ -323,6 +337,7 @@ def main(argv=None):
             results[name] = {"config": config, "seeds": seeds, "runs": rows, "summary": summary,
                              **extra,
                              "seconds": time.perf_counter() - t, "device": tk.device_report(),
+                             "commit": _commit(),
                              "loadavg": os.getloadavg(),
                              "date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())}
             write_atomic(RESULTS, json.dumps(clean(results), indent=1) + "\n")

@@ -21,6 +21,9 @@ def _import_keras_quietly():
     (timestamps, pids) would otherwise land in notebook outputs and differ every run.
     Python errors still surface as exceptions."""
     import sys
+
+    from .checks import check_backend
+    check_backend()  # a bad $KERAS_BACKEND: one line here, not a failure deep inside Keras
     if "keras" in sys.modules or os.environ.get("TRANSFERKIT_VERBOSE_IMPORT"):
         import keras
         return keras
@@ -68,12 +71,9 @@ set_seed(0)
 
 def cache_dir(create=True):
     """Folder for cached models: $TRANSFERKIT_CACHE, else the repo's ``data/cache``."""
-    env = os.environ.get(ENV_CACHE)
-    if env:
-        path = Path(env).expanduser()
-    else:
-        repo_data = Path(__file__).resolve().parent.parent / "data"
-        path = (repo_data / "cache") if repo_data.is_dir() else Path.home() / ".cache" / "transferkit"
+    from .checks import cache_location
+
+    path = cache_location()
     if create:
         try:
             path.mkdir(parents=True, exist_ok=True)

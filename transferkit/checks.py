@@ -1,0 +1,152 @@
+"""Checks that need neither Keras nor NumPy: seeds, numbers, the backend, folders.
+
+The lowest layer of the kit.  The command line runs these before it imports the
+backend (10-15 s on a small CPU), so a bad argument, a bad environment variable or
+an unusable output folder is answered at once, in one line that names the value and
+the fix; the library runs the same checks before any work starts.
+"""
+from __future__ import annotations
+
+import importlib.util
+import math
+import numbers
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+ENV_CACHE = "TRANSFERKIT_CACHE"
+ENV_BACKEND = "KERAS_BACKEND"
+ENV_PRESET = "TRANSFERKIT_PRESET"
+# The backends the kit trains with (Keras' "numpy" and "openvino" backends cannot train).
+BACKENDS = ("jax", "tensorflow", "torch")
+# The names of environment.PRESETS, for the command line's check before Keras is imported
+# (tests/test_cli.py keeps the two in step).
+PRESET_NAMES = ("cpu", "gpu")
+
+
+def is_integer(value):
+    """An int or a NumPy integer, not a bool."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def check_seed(seed, what="seed"):
+    """A non-negative integer seed; ``None`` is refused (it would draw differently each call)."""
+    if seed is None:
+        raise ValueError(f"{what}=None would draw differently on every call and the run could "
+                         f"not be repeated; pass a non-negative integer, e.g. {what}=0 (another "
+                         "integer gives another draw)")
+    if not is_integer(seed) or seed < 0:
+        raise ValueError(f"{what}={seed!r} must be a non-negative integer, e.g. {what}=0")
+    return int(seed)
+
+
+def check_rate(value, what="learning_rate", example="1e-3 (1e-4 for fine-tuning)"):
+    """A positive learning rate up to 1, given as a number (not a string)."""
+    if isinstance(value, str):
+        raise ValueError(f"{what}={value!r} is a string, not a number; use a positive value "
+                         f"such as {example}, without quotes")
+    try:
+        ok = (not isinstance(value, bool) and math.isfinite(float(value))
+              and 0 < float(value) <= 1.0)
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise ValueError(f"{what}={value!r} is out of range; use a positive value such as "
+                         f"{example}")
+    return float(value)
+
+
+# --------------------------------------------------------------------------- environment
+def check_backend():
+    """$KERAS_BACKEND names a backend the kit trains with, and it is installed.
+
+    Checked before ``import keras``, which would otherwise fail deep inside Keras.
+    """
+    name = os.environ.get(ENV_BACKEND)
+    if name is None or "keras" in sys.modules:
+        return name
+    if name not in BACKENDS:
+        raise ValueError(f"{ENV_BACKEND}={name!r} is not a backend the kit can train with; "
+                         f"set it to one of {list(BACKENDS)}, or unset it to use TensorFlow")
+    if importlib.util.find_spec(name) is None:
+        raise ImportError(f"{ENV_BACKEND}={name!r} but {name} is not installed; install it "
+                          "(python -m pip install -r requirements-backends.txt) or unset "
+                          f"{ENV_BACKEND} to use TensorFlow")
+    return name
+
+
+def check_preset_env():
+    """$TRANSFERKIT_PRESET, if set, names a preset (the same message as ``tk.preset``)."""
+    name = os.environ.get(ENV_PRESET) or None
+    if name is not None and name not in PRESET_NAMES:
+        raise ValueError(f"{ENV_PRESET}={name!r} is unknown; use one of {sorted(PRESET_NAMES)}")
+    return name
+
+
+def cache_location():
+    """The cache folder (not created): $TRANSFERKIT_CACHE, else the repo's ``data/cache``."""
+    env = os.environ.get(ENV_CACHE)
+    if env:
+        return Path(env).expanduser()
+    repo_data = Path(__file__).resolve().parent.parent / "data"
+    return (repo_data / "cache") if repo_data.is_dir() else Path.home() / ".cache" / "transferkit"
+
+
+def _nearest_existing(path):
+    path = Path(os.path.abspath(path))
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def check_cache_location():
+    """The cache folder is a folder, or can be created: checked without creating it."""
+    path = cache_location()
+    if path.exists() and not path.is_dir():
+        raise OSError(f"cannot use the cache folder {str(path)!r}: it is a file, not a folder; "
+                      f"set {ENV_CACHE} to a writable folder")
+    existing = _nearest_existing(path)
+    if not existing.is_dir():
+        raise OSError(f"cannot create the cache folder {str(path)!r} ({str(existing)!r} is a "
+                      f"file); set {ENV_CACHE} to a writable folder")
+    if existing != Path(os.path.abspath(path)):
+        reason = _unwritable(existing)
+        if reason:
+            raise OSError(f"cannot create the cache folder {str(path)!r} ({reason}); set "
+                          f"{ENV_CACHE} to a writable folder")
+    return path
+
+
+def _unwritable(folder):
+    """None if a file can be created in ``folder``, else the reason (a real try: root
+    ignores permission bits, and /proc refuses everyone)."""
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            return None
+    except OSError as exc:
+        return exc.strerror or type(exc).__name__
+
+
+def check_output_folder(path, names=(), option="--out"):
+    """``path`` is (or can become) a writable folder, and none of ``names`` in it is a folder.
+
+    Checked before any work, writing nothing that stays: no folder is created here.
+    """
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise OSError(f"{option} {str(path)!r} is a file, not a folder; choose a folder, "
+                      f"e.g. {option} results")
+    existing = _nearest_existing(path)
+    if not existing.is_dir():
+        raise OSError(f"{option} {str(path)!r} cannot be created: {str(existing)!r} is a file; "
+                      f"choose another folder, e.g. {option} results")
+    reason = _unwritable(existing)
+    if reason:
+        raise OSError(f"{option} {str(path)!r} is not writable ({reason} in {str(existing)!r}); "
+                      f"choose a writable folder, e.g. {option} ~/transferkit-results")
+    for name in names:
+        if (path / name).is_dir():
+            raise OSError(f"{option} {str(path)!r} holds a folder named {name!r} where the "
+                          f"results file goes; remove or rename it, or choose another {option}")
+    return path

@@ -34,6 +34,7 @@ def test_run_prints_a_table_and_writes_csv_json_png(tmp_path, capsys):
                                               "seconds"]
     rows, data = read_outputs(out, "run")
     assert [(r["strategy"], r["shots"], r["epochs"]) for r in rows] == [("scratch", "1", "1")]
+    assert rows[0]["transfer"] == "nothing transferred (from scratch)"
     assert 0 <= float(rows[0]["accuracy"]) <= 1
     assert data["settings"]["seed"] == 3 and data["settings"]["source_weights"] is None
     assert data["results"][0]["accuracy"] == pytest.approx(float(rows[0]["accuracy"]))
@@ -50,8 +51,11 @@ def test_sweep_with_given_source_weights(tmp_path, capsys):
     assert code == 0
     assert capsys.readouterr().err == ""  # --quiet: no progress lines
     rows, data = read_outputs(out, "sweep")
-    assert [(r["strategy"], r["shots"]) for r in rows] == [("feature extraction", "1"),
-                                                           ("feature extraction", "2")]
+    # the same spelling as run and compare (and --strategies): the strategy's key
+    assert [(r["strategy"], r["shots"]) for r in rows] == [("feature_extraction", "1"),
+                                                           ("feature_extraction", "2")]
+    assert all(r["transfer"].startswith("loaded 6 of 6 backbone layers from src.weights.h5")
+               for r in rows)
     assert data["settings"]["source_weights"] == str(weights)
     assert not source_paths()[0].exists()  # the given file was used, nothing trained
 

@@ -4,39 +4,26 @@ Layers, imported one way: environment -> data -> models -> online -> transfer ->
 -> training -> {evaluation, features, knowledge, reproducibility, source} -> {failures,
 choosing} -> plots -> lab -> cli.
 """
-from .environment import (PRESETS, Preset, cache_dir, describe_device, device_report, preset,
-                          set_seed)
-from .data import (DIGITS, UPPERCASE, Dataset, Task, few_shot, glyph_dataset, handwritten_digits,
-                   source_task, split, target_task)
-from .models import block_layers, block_names, build_model, feature_extractor
-from .transfer import (LoadReport, RecompileError, check_recompiled, freeze,
-                       load_matching_weights, param_summary, read_weights_file, save_model,
-                       save_weights,
-                       unfreeze)
-from .strategies import STRATEGIES, Strategy, get_strategy
-from .training import (RunHistory, Scores, StopSwitch, StrategyRun, compile_model, evaluate,
-                       fine_tune, fit,
-                       predict_classes, repeat_for, run_strategy, sweep, train_from_scratch)
-from .source import SOURCE_RECIPE, SourceModel, publish_source, source_model, train_source_model
-from .plots import LiveCurves, plot_bars, plot_confusion, plot_history, plot_sweep, show_images
-from .lab import StrategyLab
-from .features import (Embedding, ProbeResult, embed, extract_features, feature_maps,
-                       first_layer_filters, knn_accuracy, linear_probe, plot_embeddings,
-                       plot_feature_maps, plot_filters, plot_weight_change, random_like,
-                       snapshot_weights, weight_change)
-from .knowledge import (L2SP, DistillationLoss, attach_l2sp, detach_l2sp, distill, l2sp_penalty,
-                        pack_targets, teacher_logits, unlabelled_rest)
-from .online import (ONLINE_DATASETS, OfflineError, backbone_architecture, fetch_online,
-                     is_cached, load_online_dataset, online_cache_dir, online_file_paths,
-                     online_task, pretrained_backbone, pretrained_target_model, try_online)
-from .data import RESTYLE_FONTS, SHIFT_KINDS, shift, shift_task
-from .source import SOURCE_RECIPES, SOURCE_TASKS, recipe_key, recipe_task
-from .reproducibility import Fingerprint, numerics_fingerprint
-from .evaluation import ClassReport, SeedSummary, class_report, over_seeds, score_predictions
-from .failures import (Comparison, Forgetting, ShiftReport, accuracy_under_shift,
-                       compare_to_scratch, forgetting, with_head)
-from .choosing import (Ranking, Recommendation, h_score, logme, probe_accuracy, rank_sources,
-                       recommend_strategy)
-from .claims import Claim, ClaimError, claim
+import sys as _sys
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name):
+    """The public names, imported on first use when the package was loaded lazily."""
+    if name.startswith("__"):
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from . import _api
+    try:
+        return getattr(_api, name)
+    except AttributeError:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
+
+
+# ``python -m transferkit`` imports this package before its __main__ runs, with sys.argv[0]
+# set to "-m" while it does (documented in the Python docs for -m): the command line then
+# loads Keras only once its arguments, folders and environment are checked, so --help and
+# argument errors answer at once.  Everywhere else (notebooks, scripts, tests) the whole kit,
+# Keras included, is imported here, so ``import transferkit`` sets the backend up first.
+if getattr(_sys, "argv", [])[:1] != ["-m"]:
+    from ._api import *  # noqa: E402,F401,F403

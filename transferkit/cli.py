@@ -5,28 +5,30 @@ uses the same functions as the notebooks (``run_strategy``, ``sweep``,
 ``evaluate``, ``source_model``, the plots); this module only parses arguments,
 reports progress on stderr and writes the results (table on stdout; CSV, JSON and
 a PNG plot under ``--out``, each written atomically).
+
+Arguments, the environment ($KERAS_BACKEND, $TRANSFERKIT_PRESET, $TRANSFERKIT_CACHE)
+and the output folder are checked *before* Keras and the backend are imported (10-15 s
+on a small CPU): ``--help`` and every such error answer at once.  Any failure is one
+line, ``transferkit: error: ...``, with exit status 2 (arguments, environment, folders)
+or 1 (a failure while working); ``--debug`` shows the traceback instead.
 """
 from __future__ import annotations
 
 import argparse
-import csv
-import json
 import sys
 import time
 from pathlib import Path
 
-import keras
-
-from . import online, source
-from .data import few_shot, target_task
-from .environment import cache_dir, describe_device, device_report, set_seed
-from .plots import plot_history, plot_sweep
-from .source import source_model, source_paths
+from .checks import (check_backend, check_cache_location, check_output_folder,
+                     check_preset_env)
 from .strategies import STRATEGIES
-from .training import evaluate, run_strategy, sweep
-from .transfer import save_atomically
 
 TARGET_POOL = 40  # training images per class in tk.target_task(): the most shots possible
+# online.ONLINE_DATASETS and online.BACKBONE_FILES, and online.DEFAULT_TIMEOUT, named here so
+# the parser needs no Keras (tests/test_cli.py keeps them in step)
+ONLINE_NAMES = ("mnist", "fashion_mnist", "cifar10", "mobilenet_v3_small")
+DEFAULT_TIMEOUT = 5.0
+OUTPUTS = ("csv", "json", "png")
 
 EPILOG = f"""\
 strategies (--strategy / --strategies):
@@ -42,6 +44,8 @@ examples:
 
 Every command that trains prints a results table and writes <command>.csv,
 <command>.json and <command>.png into --out (default: transferkit-results).
+Errors are one line with exit status 2 (arguments, environment, folders) or 1;
+--debug shows the traceback.
 """
 
 
@@ -78,14 +82,26 @@ SEED = _bounded(int, 0, None, ", e.g. 0")
 TIMEOUT = _bounded(float, 0.1, 600.0, ", e.g. 5")
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse, with its errors as one line: ``transferkit: error: ...`` (exit status 2)."""
+
+    def error(self, message):
+        self.exit(2, f"transferkit: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser():
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="python -m transferkit",
         description="Transfer learning from the command line: train the kit's strategies on "
                     "the few-shot digits target, print a results table, save CSV, JSON and a "
                     "plot.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--debug", action="store_true",
+                        help="show the full traceback of an error instead of one line")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    debug = Parser(add_help=False)  # --debug after the command too
+    debug.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                       help="show the full traceback of an error instead of one line")
 
     def training_options(p):
         p.add_argument("--epochs", type=EPOCHS, default=12,
@@ -102,6 +118,9 @@ def build_parser():
                             "the cached source model, trained first if missing)")
         p.add_argument("--out", type=Path, default=Path("transferkit-results"), metavar="DIR",
                        help="folder for the CSV, JSON and PNG (default transferkit-results)")
+        p.add_argument("--allow-partial", action="store_true",
+                       help="transfer what fits even when --source-weights leave part of the "
+                            "backbone at its random start (refused by default)")
         p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
 
     choices = list(STRATEGIES)
@@ -110,7 +129,7 @@ def build_parser():
         description="Train one strategy on k shots per class of the digits target and "
                     "report its test accuracy.",
         epilog="example:\n  python -m transferkit run --strategy fine_tune_top --shots 5",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+        formatter_class=argparse.RawDescriptionHelpFormatter, parents=[debug])
     run.add_argument("--strategy", choices=choices, default="fine_tune_top",
                      help="one of: " + ", ".join(choices) + " (default fine_tune_top)")
     run.add_argument("--shots", type=SHOTS, default=5,
@@ -122,7 +141,8 @@ def build_parser():
         description="Train several strategies on the same k-shot sample and compare their "
                     "test accuracy and curves.",
         epilog="example:\n  python -m transferkit compare --strategies scratch fine_tune_top "
-               "--shots 5", formatter_class=argparse.RawDescriptionHelpFormatter)
+               "--shots 5", formatter_class=argparse.RawDescriptionHelpFormatter,
+        parents=[debug])
     compare.add_argument("--strategies", nargs="+", choices=choices, metavar="STRATEGY",
                          default=["scratch", "feature_extraction", "fine_tune_top"],
                          help="any of: " + ", ".join(choices))
@@ -135,7 +155,8 @@ def build_parser():
         description="For each strategy and each number of shots, train and test once: how "
                     "much does transfer help as labels get scarce?",
         epilog="example:\n  python -m transferkit sweep --strategies scratch fine_tune_top "
-               "--shots 1 5 10", formatter_class=argparse.RawDescriptionHelpFormatter)
+               "--shots 1 5 10", formatter_class=argparse.RawDescriptionHelpFormatter,
+        parents=[debug])
     sweep_.add_argument("--strategies", nargs="+", choices=choices, metavar="STRATEGY",
                         default=["scratch", "fine_tune_top"],
                         help="any of: " + ", ".join(choices))
@@ -150,38 +171,43 @@ def build_parser():
                     "online, download optional datasets and pretrained weights.",
         epilog="examples:\n  python -m transferkit prepare --all-sources\n"
                "  python -m transferkit prepare --online mnist mobilenet_v3_small",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
-    names = list(online.ONLINE_DATASETS) + list(online.BACKBONE_FILES)
+        formatter_class=argparse.RawDescriptionHelpFormatter, parents=[debug])
+    names = list(ONLINE_NAMES)
     prepare.add_argument("--online", nargs="*", choices=names, default=[], metavar="NAME",
                          help="also download these (needs internet): " + ", ".join(names))
     prepare.add_argument("--all-sources", action="store_true",
                          help="also the cheap alternative sources notebooks 08 and 09 compare "
                               "(tk.SOURCE_RECIPES; about 20 s more the first time)")
-    prepare.add_argument("--timeout", type=TIMEOUT, default=online.DEFAULT_TIMEOUT,
+    prepare.add_argument("--timeout", type=TIMEOUT, default=DEFAULT_TIMEOUT,
                          help="seconds to wait for a server before giving up (default 5)")
 
     commands.add_parser("info", help="backend, device, versions and the cache",
                         description="Print the backend, the device that trains, versions and "
-                                    "what is cached.")
+                                    "what is cached.", parents=[debug])
     return parser
 
 
 # --------------------------------------------------------------------------- output
-class EpochLine(keras.callbacks.Callback):
-    """One line per epoch on stderr (the table goes to stdout), counted across phases."""
+def epoch_line(label):
+    """A Keras callback: one line per epoch on stderr (the table goes to stdout), counted
+    across phases."""
+    import keras
 
-    def __init__(self, label):
-        super().__init__()
-        self.label = label
-        self.epochs_done = 0
+    class EpochLine(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.label = label
+            self.epochs_done = 0
 
-    def on_epoch_end(self, epoch, logs=None):
-        logs = logs or {}
-        self.epochs_done += 1
-        parts = [f"loss {logs['loss']:.3f}"] if "loss" in logs else []
-        parts += [f"{k} {logs[k]:.1%}" for k in ("accuracy", "val_accuracy") if k in logs]
-        print(f"  {self.label} epoch {self.epochs_done}: " + ", ".join(parts),
-              file=sys.stderr, flush=True)
+        def on_epoch_end(self, epoch, logs=None):
+            logs = logs or {}
+            self.epochs_done += 1
+            parts = [f"loss {logs['loss']:.3f}"] if "loss" in logs else []
+            parts += [f"{k} {logs[k]:.1%}" for k in ("accuracy", "val_accuracy") if k in logs]
+            print(f"  {self.label} epoch {self.epochs_done}: " + ", ".join(parts),
+                  file=sys.stderr, flush=True)
+
+    return EpochLine()
 
 
 def table(rows, columns):
@@ -202,8 +228,13 @@ def table(rows, columns):
 
 def write_results(out, stem, rows, settings, figure):
     """<stem>.csv, <stem>.json and <stem>.png in ``out``, each written atomically."""
+    import csv
+    import json
+
+    from .transfer import save_atomically
+
     out = Path(out)
-    paths = [out / f"{stem}.csv", out / f"{stem}.json", out / f"{stem}.png"]
+    paths = [out / f"{stem}.{suffix}" for suffix in OUTPUTS]
 
     def write_csv(tmp):
         with open(tmp, "w", newline="") as handle:
@@ -220,21 +251,64 @@ def write_results(out, stem, rows, settings, figure):
     return paths
 
 
-# --------------------------------------------------------------------------- commands
-def _source_weights(args):
-    if args.source_weights is not None:
-        return args.source_weights
-    needed = [s for s in _strategies(args) if STRATEGIES[s].uses_source]
-    return source_model(verbose=not args.quiet).weights_path if needed else None
+# --------------------------------------------------------------------------- checks
+TRAINING = ("run", "compare", "sweep")
 
 
 def _strategies(args):
     return [args.strategy] if args.command == "run" else list(dict.fromkeys(args.strategies))
 
 
+def _needs_source_model(args):
+    if args.command in ("prepare", "info"):
+        return True
+    return args.source_weights is None and any(STRATEGIES[s].uses_source
+                                               for s in _strategies(args))
+
+
+def preflight(parser, args):
+    """Everything that can be checked before Keras is imported; argument errors exit 2
+    through the parser, the others raise (one line, exit status 2 in ``main``)."""
+    weights = getattr(args, "source_weights", None)
+    if weights is not None and not (weights.is_file() and weights.name.endswith(".weights.h5")):
+        parser.error(f"--source-weights {str(weights)!r} is not a .weights.h5 file; save one "
+                     "with tk.save_weights, or leave the option out to use the cached source "
+                     "model")
+    if args.command in TRAINING:
+        for key in _strategies(args):
+            need = STRATEGIES[key].min_epochs()
+            if args.epochs < need:
+                parser.error(f"--epochs {args.epochs} is too few for strategy {key!r}: it "
+                             f"trains in {need} phases of at least one epoch each; use "
+                             f"--epochs {need} or more")
+    check_backend()
+    check_preset_env()
+    if _needs_source_model(args):
+        check_cache_location()
+    if args.command in TRAINING:
+        check_output_folder(args.out, [f"{args.command}.{suffix}" for suffix in OUTPUTS])
+
+
+# --------------------------------------------------------------------------- commands
+def _load_backend():
+    """Import the kit (Keras, the backend) now that everything cheap is checked."""
+    from . import environment  # noqa: F401  (first: it sets the backend up)
+
+
+def _source_weights(args):
+    from .source import source_model
+
+    if args.source_weights is not None:
+        return args.source_weights
+    needed = [s for s in _strategies(args) if STRATEGIES[s].uses_source]
+    return source_model(verbose=not args.quiet).weights_path if needed else None
+
+
 def _settings(args, weights):
+    from .environment import describe_device
+
     settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()
-                if k not in ("quiet", "out")}
+                if k not in ("quiet", "out", "debug")}
     settings["source_weights"] = str(weights) if weights else None
     settings["device"] = describe_device()
     return settings
@@ -242,36 +316,54 @@ def _settings(args, weights):
 
 def _train_and_test(args, weights, task):
     """run / compare: the same k-shot sample for every strategy, one row each."""
+    from .data import few_shot
+    from .plots import plot_history
+    from .training import evaluate, run_strategy
+
     train = few_shot(task.train, args.shots, args.seed)
     rows, histories = [], []
     for key in _strategies(args):
-        callbacks = [] if args.quiet else [EpochLine(STRATEGIES[key].title)]
+        callbacks = [] if args.quiet else [epoch_line(STRATEGIES[key].title)]
         run = run_strategy(key, train, task.val, task.num_classes, weights, args.epochs,
-                           args.learning_rate, args.seed, callbacks=callbacks)
+                           args.learning_rate, args.seed, callbacks=callbacks,
+                           allow_partial=args.allow_partial)
         scores = evaluate(run.model, task.test)
         histories.append(run.history)
         rows.append({"strategy": key, "shots": args.shots, "epochs": run.history.epochs,
                      "accuracy": scores.accuracy, "macro_f1": scores.f1,
-                     "seconds": round(run.history.seconds, 2)})
+                     "seconds": round(run.history.seconds, 2),
+                     "transfer": run.describe_transfer()})
         if not args.quiet:
-            print(f"{STRATEGIES[key].title}: test accuracy {scores.accuracy:.1%}",
+            print(f"{key}: test accuracy {scores.accuracy:.1%}; {run.describe_transfer()}",
                   file=sys.stderr, flush=True)
     return rows, plot_history(*histories)
 
 
 def _sweep(args, weights, task):
+    from .plots import plot_sweep
+    from .training import sweep
+
+    keys = {s.title: s.key for s in STRATEGIES.values()}
+
     def progress(done, total, row):
         if not args.quiet:
-            print(f"  run {done}/{total}: {row['strategy']}, {row['shots']} shots: test accuracy "
-                  f"{row['accuracy']:.1%}", file=sys.stderr, flush=True)
+            print(f"  run {done}/{total}: {keys[row['strategy']]}, {row['shots']} shots: test "
+                  f"accuracy {row['accuracy']:.1%}; {row['transfer']}", file=sys.stderr,
+                  flush=True)
     rows = sweep(_strategies(args), task, sorted(set(args.shots)), weights, args.epochs,
-                 args.learning_rate, args.seed, progress=progress)
-    for row in rows:
-        row["seconds"] = round(row["seconds"], 2)
-    return rows, plot_sweep(rows)
+                 args.learning_rate, args.seed, progress=progress,
+                 allow_partial=args.allow_partial)
+    figure = plot_sweep(rows)  # the plot's legend: the strategies' titles
+    # the files: the same strategy keys as run and compare write (and --strategies takes)
+    rows = [dict(row, strategy=keys[row["strategy"]], seconds=round(row["seconds"], 2))
+            for row in rows]
+    return rows, figure
 
 
 def command_train(args):
+    from .data import target_task
+    from .environment import set_seed
+
     start = time.perf_counter()
     weights = _source_weights(args)
     task = target_task(test_per_class=args.test_per_class)
@@ -286,6 +378,9 @@ def command_train(args):
 
 
 def command_prepare(args):
+    from . import online, source
+    from .source import source_model
+
     src = source_model(verbose=True)
     print(f"source model: {src.info['task']}, test accuracy {src.info['test_accuracy']:.1%}")
     others = [n for n, r in source.SOURCE_RECIPES.items() if r is not source.SOURCE_RECIPE]
@@ -304,11 +399,15 @@ def command_prepare(args):
 
 
 def command_info(args):
-    print(describe_device())
-    report = device_report()
     import numpy
     import sklearn
-    from . import __version__
+
+    from . import __version__, online
+    from .environment import cache_dir, describe_device, device_report
+    from .source import source_paths
+
+    print(describe_device())
+    report = device_report()
     report.update(transferkit=__version__, numpy=numpy.__version__, sklearn=sklearn.__version__)
     for key, value in report.items():
         print(f"  {key:<16} {value}")
@@ -322,15 +421,49 @@ def command_info(args):
     return 0
 
 
+COMMANDS = {"run": command_train, "compare": command_train, "sweep": command_train,
+            "prepare": command_prepare, "info": command_info}
+KIT = Path(__file__).resolve().parent
+
+
+def one_line(exc):
+    """``exc`` as the one line the command line prints: the kit's own messages as they are,
+    anything else with its type and where to see more."""
+    text = str(exc).strip()
+    line = text.splitlines()[0] if text else type(exc).__name__
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    origin = Path(tb.tb_frame.f_code.co_filename).resolve() if tb is not None else None
+    if origin is None or KIT not in origin.parents or "\n" in text:
+        line = (f"{type(exc).__name__}: {line} (unexpected; run again with --debug for the "
+                "traceback)")
+    return line
+
+
 def main(argv=None):
-    """Entry point; returns the exit status (argparse exits with 2 on bad arguments)."""
+    """Entry point; returns the exit status (argparse exits with 2 on bad arguments).
+
+    Nothing heavy is imported until the arguments, the environment and the output folder
+    are checked.  Errors are one line (``transferkit: error: ...``): status 2 for those
+    found before any work, 1 for failures while working; ``--debug`` raises instead.
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
-    weights = getattr(args, "source_weights", None)
-    if weights is not None and not (weights.is_file() and weights.name.endswith(".weights.h5")):
-        parser.error(f"--source-weights {str(weights)!r} is not a .weights.h5 file; save one "
-                     "with tk.save_weights, or leave the option out to use the cached source "
-                     "model")
-    if args.command in ("run", "compare", "sweep"):
-        return command_train(args)
-    return {"prepare": command_prepare, "info": command_info}[args.command](args)
+    debug = getattr(args, "debug", False)
+    status = 2
+    try:
+        preflight(parser, args)
+        status = 1
+        _load_backend()
+        return COMMANDS[args.command](args)
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        print("transferkit: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        if debug:
+            raise
+        print(f"transferkit: error: {one_line(exc)}", file=sys.stderr)
+        return status

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .checks import check_seed
+
 IMAGE_SIZE = 28
 UPPERCASE = string.ascii_uppercase
 LOWERCASE = string.ascii_lowercase
@@ -173,8 +175,8 @@ def augment(images, rng, strength=1.0):
 def glyph_dataset(chars, n_per_class, seed=0, fonts=GLYPH_FONTS, strength=1.0, name=None):
     """``n_per_class`` augmented renderings of each char, fonts drawn at random."""
     _check_int("n_per_class", n_per_class, 1)
+    rng = np.random.default_rng(check_seed(seed))
     base = render_glyphs(chars, fonts)
-    rng = np.random.default_rng(seed)
     font_idx = rng.integers(0, len(fonts), size=(len(chars), n_per_class))
     y = np.repeat(np.arange(len(chars)), n_per_class)
     x = base[y, font_idx.ravel()]
@@ -200,7 +202,9 @@ def handwritten_digits(name="handwritten digits"):
 # --------------------------------------------------------------------------- sampling
 def _check_int(what, value, low, high=None):
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{what} must be an integer, got {value!r}")
+        example = int(value) if isinstance(value, float) and value.is_integer() else low
+        raise TypeError(f"{what} must be an integer, got {value!r}; pass a whole number, "
+                        f"e.g. {example}")
     if value < low or (high is not None and value > high):
         bound = f">= {low}" if high is None else f"between {low} and {high}"
         raise ValueError(f"{what}={value!r} is out of range; use a value {bound}")
@@ -213,6 +217,7 @@ def few_shot(dataset, k, seed=0):
                 "a tk.Dataset")
         raise TypeError(f"few_shot samples one Dataset, got {dataset!r}; pass {hint}")
     _check_int("k (shots per class)", k, 1)
+    check_seed(seed)
     counts = dataset.counts()
     smallest = min(counts)
     if k > smallest:
@@ -233,7 +238,7 @@ def split(dataset, fractions=(0.7, 0.15, 0.15), seed=0):
     """Stratified train / validation / test split of one dataset."""
     if len(fractions) != 3 or abs(sum(fractions) - 1) > 1e-6 or min(fractions) <= 0:
         raise ValueError(f"fractions={fractions!r} must be three positive numbers summing to 1")
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(check_seed(seed))
     parts = ([], [], [])
     for c in range(dataset.num_classes):
         idx = rng.permutation(np.flatnonzero(dataset.y == c))
@@ -249,6 +254,7 @@ def split(dataset, fractions=(0.7, 0.15, 0.15), seed=0):
 def glyph_task(chars, train_per_class, val_per_class, test_per_class, seed, name,
                description=""):
     """A task of rendered glyphs; each split is an independent draw (its own seed)."""
+    check_seed(seed)
     splits = [glyph_dataset(chars, n, seed=seed * 10 + i, name=f"{name} {part}")
               for i, (n, part) in enumerate(((train_per_class, "train"), (val_per_class, "val"),
                                              (test_per_class, "test")))]
@@ -287,7 +293,7 @@ def shift(dataset, kind, seed=0):
     """
     if kind not in SHIFT_KINDS:
         raise ValueError(f"unknown shift kind {kind!r}; choose one of {list(SHIFT_KINDS)}")
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(check_seed(seed))
     x = dataset.x
     if kind == "inverted":
         out = 1.0 - x

@@ -13,7 +13,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .training import Scores, _as_xy, _check_xy, predict_classes, score_predictions  # noqa: F401
+from .checks import is_integer
+from .training import (Scores, _as_xy, _check_head_fits, _check_xy,  # noqa: F401
+                       predict_classes, score_predictions)
 
 
 @dataclass
@@ -48,6 +50,7 @@ def class_report(model, data, digits=3):
 
     x, y = _as_xy(data, "test data")
     _check_xy(model, x, y, "test data")
+    _check_head_fits(model, data, int(model.outputs[0].shape[-1]))
     pred = predict_classes(model, (x, y))
     labels = np.arange(int(model.outputs[0].shape[-1]))
     names = tuple(data.class_names) if hasattr(data, "class_names") else tuple(map(str, labels))
@@ -94,9 +97,14 @@ def over_seeds(fn, seeds=(0, 1, 2), label="accuracy", percent=True):
 
     ``fn`` returns a number, or a ``Scores`` whose accuracy is used.
     """
+    if not callable(fn):
+        raise TypeError(f"fn={fn!r} is not a function; pass one that takes a seed and returns "
+                        "a number, e.g. over_seeds(lambda seed: run(seed).accuracy)")
+    if isinstance(seeds, (str, bytes)) or not hasattr(seeds, "__iter__"):
+        raise ValueError(f"seeds={seeds!r} is not a sequence of seeds; pass several, e.g. "
+                         "seeds=(0, 1, 2) or seeds=range(3)")
     seeds = tuple(seeds)
-    if not seeds or any(isinstance(s, bool) or not isinstance(s, (int, np.integer)) or s < 0
-                        for s in seeds):
+    if not seeds or any(not is_integer(s) or s < 0 for s in seeds):
         raise ValueError(f"seeds={seeds!r}: give one or more non-negative integers, e.g. (0, 1, 2)")
     if len(set(seeds)) != len(seeds):
         raise ValueError(f"seeds={seeds!r} repeats a seed; a repeat adds no information")
@@ -109,5 +117,8 @@ def over_seeds(fn, seeds=(0, 1, 2), label="accuracy", percent=True):
         except (TypeError, ValueError):
             raise TypeError(f"fn(seed={seed}) returned {type(out).__name__}; return a number "
                             "(e.g. an accuracy) or a tk.Scores") from None
+        if not math.isfinite(value):
+            raise ValueError(f"fn(seed={seed}) returned {value}: a mean over seeds would be "
+                             f"{value} too; check that run (a NaN loss? an empty test set?)")
         values.append(value)
     return SeedSummary(seeds, tuple(values), label, percent)

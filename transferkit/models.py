@@ -8,6 +8,7 @@ from __future__ import annotations
 import keras
 from keras import layers
 
+from .checks import is_integer
 from .data import IMAGE_SIZE
 from .environment import preset
 
@@ -22,13 +23,22 @@ def build_model(num_classes, input_shape=(IMAGE_SIZE, IMAGE_SIZE, 1), widths=DEF
     Block 1 downsamples with stride 2 (cheap on a laptop CPU), block 2 max-pools,
     the last block is averaged over space into a feature vector.
     """
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
-        raise ValueError(f"num_classes={num_classes!r}: a classifier needs an integer >= 2")
-    if len(widths) < 1 or any(int(w) < 1 for w in widths):
-        raise ValueError(f"widths={widths!r}: give one positive channel count per block")
-    inputs = keras.Input(shape=tuple(input_shape), name="image")
+    if not is_integer(num_classes) or num_classes < 2:
+        raise ValueError(f"num_classes={num_classes!r}: a classifier needs an integer >= 2; "
+                         "pass the task's class count, e.g. tk.build_model(task.num_classes)")
+    shape = tuple(input_shape) if isinstance(input_shape, (tuple, list)) else None
+    if (shape is None or len(shape) != 3 or
+            not all(is_integer(d) and d >= 1 for d in shape)):
+        raise ValueError(f"input_shape={input_shape!r} must be (height, width, channels), one "
+                         f"image without the batch axis; e.g. input_shape=({IMAGE_SIZE}, "
+                         f"{IMAGE_SIZE}, 1) for the kit's grey images")
+    if (isinstance(widths, (str, bytes)) or not isinstance(widths, (tuple, list)) or not widths
+            or not all(is_integer(w) and w >= 1 for w in widths)):
+        raise ValueError(f"widths={widths!r}: give one positive channel count per block, "
+                         "e.g. widths=(16, 32, 64)")
+    inputs = keras.Input(shape=tuple(int(d) for d in shape), name="image")
     x = inputs
-    for i, width in enumerate(widths, start=1):
+    for i, width in enumerate(map(int, widths), start=1):
         x = layers.Conv2D(width, 3, strides=2 if i == 1 else 1, padding="same",
                           use_bias=False, name=f"block{i}_conv")(x)
         x = layers.BatchNormalization(momentum=0.9, name=f"block{i}_bn")(x)
@@ -37,7 +47,7 @@ def build_model(num_classes, input_shape=(IMAGE_SIZE, IMAGE_SIZE, 1), widths=DEF
             x = layers.MaxPooling2D(name=f"block{i}_pool")(x)
     features = layers.GlobalAveragePooling2D(name="features")(x)
     # float32 logits even under mixed precision (gpu preset): a float16 softmax/loss is unstable
-    outputs = layers.Dense(num_classes, name=HEAD, dtype="float32")(features)
+    outputs = layers.Dense(int(num_classes), name=HEAD, dtype="float32")(features)
     return keras.Model(inputs, outputs, name=name)
 
 

@@ -13,9 +13,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import keras
-
-from .models import HEAD
+# Keras-free, so the command line lists the strategies (and checks --epochs against their
+# phases) without importing the backend.  ScaledAdam, the discriminative optimizer, lives in
+# training.py and is still importable from here.
+HEAD = "head"  # the classifier layer's name, as models.HEAD
+DEFAULT_BLOCKS = ("block1", "block2", "block3")  # the kit's CNN in both presets
 
 FINE_TUNE_SCALE = 1 / 30   # fine-tuning learning rate relative to the head's
 DEPTH_DECAY = 1 / 3        # discriminative: each block deeper learns 3x slower
@@ -63,6 +65,10 @@ class Strategy:
                                 block_lr=rates)]
         raise AssertionError(self.key)
 
+    def min_epochs(self, blocks=DEFAULT_BLOCKS):
+        """The fewest epochs this strategy can run: one per phase."""
+        return len(self.phases(blocks))
+
 
 STRATEGIES = {s.key: s for s in (
     Strategy("scratch", "from scratch", False,
@@ -101,17 +107,8 @@ def split_epochs(phases, epochs):
     return out
 
 
-class ScaledAdam(keras.optimizers.Adam):
-    """Adam with a learning-rate multiplier per variable, chosen by its layer's block."""
-
-    def __init__(self, multipliers, learning_rate=1e-3, **kwargs):
-        super().__init__(learning_rate=learning_rate, **kwargs)
-        self.multipliers = dict(multipliers)
-
-    def _multiplier(self, variable):
-        path = self._trainable_variables[self._get_variable_index(variable)].path
-        return self.multipliers.get(path.split("/")[0].split("_")[0], 1.0)
-
-    def update_step(self, gradient, variable, learning_rate):
-        scaled = keras.ops.multiply(learning_rate, self._multiplier(variable))
-        super().update_step(gradient, variable, scaled)
+def __getattr__(name):
+    if name == "ScaledAdam":  # defined with Keras, in training.py
+        from .training import ScaledAdam
+        return ScaledAdam
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

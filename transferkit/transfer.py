@@ -148,10 +148,33 @@ class LoadReport:
     skipped: dict = field(default_factory=dict)    # layer name -> reason
     not_in_file: list = field(default_factory=list)
     unused: list = field(default_factory=list)     # in the file, not in the model
+    backbone: list = field(default_factory=list)   # the model's layers with weights, but the head
 
     @property
     def ok(self):
         return bool(self.loaded)
+
+    @property
+    def backbone_missing(self):
+        """Backbone layers that kept their random start (skipped or not in the file)."""
+        return [name for name in self.backbone if name not in self.loaded]
+
+    @property
+    def complete(self):
+        """True when every backbone layer was loaded from the file."""
+        return bool(self.backbone) and not self.backbone_missing
+
+    def summary(self):
+        """One line: how many backbone layers came from the file, and what did not."""
+        done = sum(name in self.loaded for name in self.backbone)
+        line = f"loaded {done} of {len(self.backbone)} backbone layers from {Path(self.path).name}"
+        missing = self.backbone_missing
+        if missing:
+            line += f" ({len(missing)} kept their random start, e.g. {missing[0]})"
+        other = [name for name in list(self.skipped) + self.not_in_file if name not in missing]
+        if other:
+            line += f"; new: {', '.join(other)}"
+        return line
 
     def __str__(self):
         lines = [f"Loaded {len(self.loaded)} layers from {Path(self.path).name}:"]
@@ -165,11 +188,19 @@ class LoadReport:
         p.text(str(self))
 
 
-def load_matching_weights(model, path, strict=False):
+PARTIAL_FIX = ("pass the weights of a model built like this one (tk.build_model with the same "
+               "widths, e.g. tk.source_model().weights_path)")
+
+
+def load_matching_weights(model, path, strict=False, require_backbone=False,
+                          fix=PARTIAL_FIX + " or load without require_backbone=True"):
     """Copy weights from ``path`` into layers of ``model`` with the same name and shapes.
 
     Layers whose shapes differ (the head of a task with another class count) are
     skipped and reported; ``strict=True`` turns any skip into an error.
+    ``require_backbone=True`` refuses a file that leaves any backbone layer (every layer
+    with weights but the head) at its random start.  Everything is checked before the
+    first weight is written: a refusal leaves the model untouched.
     """
     stored = read_weights_file(path)
     report = LoadReport(str(path))
@@ -183,6 +214,8 @@ def load_matching_weights(model, path, strict=False):
     for layer in model.layers:
         if not layer.weights:
             continue
+        if layer.name != HEAD:
+            report.backbone.append(layer.name)
         if layer.name not in stored:
             report.not_in_file.append(layer.name)
             continue
@@ -197,6 +230,15 @@ def load_matching_weights(model, path, strict=False):
             report.skipped[layer.name] = why
             continue
         matches.append((layer, arrays))
+    missing = [layer.name for layer in model.layers
+               if layer.name in report.backbone and layer.name not in {l.name for l, _ in matches}]
+    if require_backbone and missing:
+        first = missing[0]
+        why = report.skipped.get(first, "not in the file")
+        raise ValueError(
+            f"{str(path)!r} fills only {len(report.backbone) - len(missing)} of the "
+            f"{len(report.backbone)} backbone layers of model {model.name!r} ({first}: {why}); "
+            f"the rest would train from a random start: {fix}")
     for layer, arrays in matches:
         layer.set_weights(arrays)
         report.loaded.append(layer.name)

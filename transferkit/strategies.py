@@ -7,7 +7,7 @@ A strategy only *describes* the plan; ``training.run_strategy`` carries it out.
     fine_tune_top         head first, then the top block too, with a low learning rate
     fine_tune_all         head first, then every block, with a low learning rate
     gradual_unfreezing    head first, then open one more block per phase, top down
-    discriminative        head first, then every block, deeper blocks learning slower
+    discriminative        head first, then every block, blocks nearer the input learning slower
 """
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ HEAD = "head"  # the classifier layer's name, as models.HEAD
 DEFAULT_BLOCKS = ("block1", "block2", "block3")  # the kit's CNN in both presets
 
 FINE_TUNE_SCALE = 1 / 30   # fine-tuning learning rate relative to the head's
-DEPTH_DECAY = 1 / 3        # discriminative: each block deeper learns 3x slower
+DEPTH_DECAY = 1 / 3        # discriminative: each block nearer the input learns 3x slower
 
 
 @dataclass(frozen=True)
@@ -82,7 +82,7 @@ STRATEGIES = {s.key: s for s in (
     Strategy("gradual_unfreezing", "gradual unfreezing", True,
              "head first, then one more block per phase, top down"),
     Strategy("discriminative", "discriminative rates", True,
-             "head first, then all blocks, each block deeper learning 3x slower"),
+             "head first, then all blocks, each block nearer the input 3x slower"),
 )}
 
 

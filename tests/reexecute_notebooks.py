@@ -9,8 +9,9 @@ Run it after changing a notebook or the kit, then commit the notebooks together 
 (cwd = notebooks/, the shared cache data/cache), in file-name order, and is written back
 atomically only if every cell succeeded.  The cache must start empty (``mv data/cache
 data/cache.old`` first), as on a clean checkout: cells that train or load the source model
-print different things otherwise.  Finally ``tk.numerics_fingerprint()`` is computed in a
-fresh process and written to ``tests/reference_numerics.json``: the notebook tests compare
+print different things otherwise.  First ``tk.numerics_fingerprint()`` is computed in a
+fresh process and written to ``tests/reference_numerics.json`` (00_index prints whether the
+machine it runs on matches it): the notebook tests compare
 outputs strictly only on machines with that fingerprint (``tests/nbval_reference.py``).
 """
 from __future__ import annotations
@@ -90,6 +91,9 @@ def main(argv=None):
               f"this one has {here['digest']}: re-execute all of them (no arguments)",
               file=sys.stderr)
         return 2
+    reference = here  # recorded first: 00_index prints whether this machine matches it
+    reference["recorded"] = _dt.datetime.now().astimezone().isoformat(timespec="seconds")
+    write_atomic(REFERENCE, json.dumps(reference, indent=1) + "\n")
     for path in paths:
         start = time.perf_counter()
         print(f"{path.name} ...", end=" ", flush=True)
@@ -99,9 +103,6 @@ def main(argv=None):
             print(f"FAILED, not written: {type(exc).__name__}: {str(exc)[-2000:]}")
             return 1
         print(f"{time.perf_counter() - start:.1f} s")
-    reference = here
-    reference["recorded"] = _dt.datetime.now().astimezone().isoformat(timespec="seconds")
-    write_atomic(REFERENCE, json.dumps(reference, indent=1) + "\n")
     print(f"numerics fingerprint {reference['digest']} ({reference['cpu']}) -> "
           f"{REFERENCE.relative_to(REPO)}")
     return 0

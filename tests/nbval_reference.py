@@ -12,7 +12,9 @@ by ``python tests/reexecute_notebooks.py``):
   compared (``--nbval-lax``), and the summary says so and why.
 
 ``TRANSFERKIT_NBVAL=strict`` always compares, ``=lax`` never does, ``=auto`` is the default.
-Loaded by ``-p nbval_reference`` in pyproject's addopts.
+Loaded by ``-p nbval_reference`` in pyproject's addopts -- before the other plugins, so it
+also applies the kit's portable numerics (``transferkit/_numerics.py``) before anything
+imports NumPy or TensorFlow; the notebook kernels inherit them.
 """
 from __future__ import annotations
 
@@ -23,6 +25,26 @@ from pathlib import Path
 import pytest
 
 REFERENCE = Path(__file__).resolve().with_name("reference_numerics.json")
+NUMERICS = Path(__file__).resolve().parent.parent / "transferkit" / "_numerics.py"
+
+
+def _apply_portable_numerics():
+    """Run transferkit/_numerics.py (os and sys only) now, without importing the package
+    (which loads Keras); ``import transferkit`` later finds it in sys.modules."""
+    import importlib.util
+    import sys
+
+    name = "transferkit._numerics"
+    if name not in sys.modules and NUMERICS.is_file():
+        spec = importlib.util.spec_from_file_location(name, NUMERICS)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    if name in sys.modules:
+        sys.modules[name].apply()
+
+
+_apply_portable_numerics()
 ENV = "TRANSFERKIT_NBVAL"
 MODES = ("auto", "strict", "lax")
 _decision = {}
@@ -33,6 +55,13 @@ def read_reference(path=REFERENCE):
         return json.loads(Path(path).read_text())
     except (OSError, ValueError):
         return None
+
+
+def _numerics_label():
+    import sys
+
+    module = sys.modules.get("transferkit._numerics")
+    return module.label() if module else "?"
 
 
 def decide(mode, reference, fingerprint):
@@ -53,9 +82,11 @@ def decide(mode, reference, fingerprint):
         return True, (f"compared strictly: this machine's numerics fingerprint {mine.digest} "
                       "is the one the committed outputs were executed with")
     differs = ", ".join(mine.differs_in(reference.get("parts", {}))) or "all"
-    return False, (f"NOT compared: this machine's numerics fingerprint {mine.digest} differs "
-                   f"from the reference {reference['digest']} (in: {differs}; reference CPU: "
-                   f"{reference.get('cpu', '?')}), so seeded training legitimately gives "
+    here = _numerics_label()
+    return False, (f"NOT compared: this machine's numerics fingerprint {mine.digest} "
+                   f"(numerics {here}) differs from the reference {reference['digest']} (in: "
+                   f"{differs}; reference CPU: {reference.get('cpu', '?')}, numerics "
+                   f"{reference.get('numerics', 'native')}), so seeded training gives "
                    "other numbers here; every cell still ran and must not fail. "
                    f"{ENV}=strict compares anyway; python tests/reexecute_notebooks.py "
                    "re-executes the notebooks on this machine")

@@ -36,7 +36,8 @@ f = tk.numerics_fingerprint()
 r = tk.device_report()
 print("@@" + json.dumps({"digest": f.digest, "parts": f.parts, "cpu": r["cpu"],
                          "cpu_cores": r["cpu_cores"], "backend": r["backend"],
-                         "backend_version": r["backend_version"], "keras": r["keras"]}))
+                         "backend_version": r["backend_version"], "keras": r["keras"],
+                         "numerics": r["numerics"]}))
 """
 
 
@@ -85,6 +86,10 @@ def main(argv=None):
         return 2
     paths = [p.resolve() for p in args.notebooks] or sorted(NOTEBOOKS.glob("*.ipynb"))
     here = fingerprint()
+    if here.get("numerics") != "portable":  # the kernels inherit this process's environment
+        print(f"numerics {here.get('numerics')!r}, not 'portable': the outputs will compare "
+              "strictly only on machines of this kind (unset TRANSFERKIT_NUMERICS to record "
+              "portable ones)", file=sys.stderr)
     recorded = (json.loads(REFERENCE.read_text()) if REFERENCE.is_file() else {}).get("digest")
     if set(paths) != set(NOTEBOOKS.glob("*.ipynb")) and recorded not in (None, here["digest"]):
         print(f"the other notebooks were executed on a machine with fingerprint {recorded}, "

@@ -39,7 +39,7 @@ def test_other_kernels_give_another_fingerprint_in_the_parts_they_touch(fingerpr
 
     arch = next((i.get("architecture") for i in threadpool_info()
                  if i.get("internal_api") == "openblas"), None)
-    env = dict(os.environ, ONEDNN_MAX_CPU_ISA="SSE41",
+    env = dict(os.environ, TRANSFERKIT_NUMERICS="native", ONEDNN_MAX_CPU_ISA="SSE41",
                OPENBLAS_CORETYPE="Haswell" if arch == "Sandybridge" else "Sandybridge")
     script = "import json, transferkit as tk; print('@@' + json.dumps(tk.numerics_fingerprint().parts))"
     out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,

@@ -11,6 +11,12 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
+_numerics = __import__("importlib").import_module("._numerics", __package__)
+
+# Portable numerics (README, "Tests"): before Keras, TensorFlow and NumPy load, since they
+# read these variables then.  Set too late, it says so (a NumericsWarning).
+_numerics.apply()
+
 # Deterministic kernels on TensorFlow (read when ops first run; harmless elsewhere).
 os.environ.setdefault("TF_DETERMINISTIC_OPS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -141,6 +147,7 @@ def device_report():
         "cpu": cpu_description(),
         "preset": preset().name,
         "mixed_precision": mixed_precision_active(),
+        "numerics": _numerics.label(),
     }
 
 
@@ -149,7 +156,20 @@ def describe_device():
     r = device_report()
     return (f"Keras {r['keras']} on {r['backend']} {r['backend_version']}; "
             f"training on {r['device']} ({r['cpu_cores']} CPU cores); preset {r['preset']!r}"
-            + (", mixed precision" if r["mixed_precision"] else ""))
+            + (", mixed precision" if r["mixed_precision"] else "")
+            + f"; numerics {r['numerics']}")
+
+
+def numerics_tag():
+    """What the kit's numbers depend on beyond the recipe, for cache keys: "portable-1" when
+    the portable settings are in force, else the instruction sets and thread count, so a
+    model trained under other numerics never replaces a cached one under the same key."""
+    if _numerics.label() == "portable":
+        return f"portable-{_numerics.VERSION}"
+    isa = cpu_description().rpartition("[")[2].rstrip("]") or platform.machine()
+    threads = os.environ.get("TF_NUM_INTRAOP_THREADS") or os.cpu_count()
+    mode = "native" if _numerics.state()["mode"] == "native" else "portable-incomplete"
+    return f"{mode} {isa}, {threads} threads"
 
 
 # --------------------------------------------------------------------------- presets

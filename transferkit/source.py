@@ -17,8 +17,8 @@ from pathlib import Path
 import keras
 
 from .data import source_task
-from .environment import (ENV_CACHE, Preset, cache_dir, mixed_precision_active, preset,
-                          set_seed)
+from .environment import (ENV_CACHE, Preset, cache_dir, mixed_precision_active, numerics_tag,
+                          preset, set_seed)
 from .models import build_model
 from .training import compile_model, evaluate, fit
 from .transfer import load_matching_weights, save_atomically, save_weights
@@ -38,11 +38,16 @@ def preset_recipe(chosen=None):
         # JAX and torch train to other weights than TensorFlow, whose weights the committed
         # notebook outputs show: their own key, so no backend overwrites another's cache
         recipe["backend"] = keras.backend.backend()
+    # Seeded training gives other weights under other numerics (instruction set, threads;
+    # transferkit/_numerics.py): their own key, so e.g. a run on one CPU with the portable
+    # settings switched off never replaces the model that two CPUs cached.
+    recipe["numerics"] = numerics_tag()
     return recipe
 
 
 # The recipe; changing any value gives a new cache key, so stale files are never used.
-# On a CPU (the "cpu" preset) with TensorFlow it is the kit's original recipe, key 285eab59d9.
+# On a CPU (the "cpu" preset) with TensorFlow and portable numerics: key PORTABLE_KEY below
+# (the kit's original recipe, trained with each CPU's own kernels, had 285eab59d9).
 SOURCE_RECIPE = preset_recipe()
 
 

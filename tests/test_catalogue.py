@@ -104,7 +104,8 @@ def test_c05_labels_out_of_range(compiled, letters, bad):
 def test_c06_labels_that_are_not_class_indices(compiled, letters, y):
     with pytest.raises(ValueError) as err:
         tk.fit(compiled, (letters.x, y), epochs=1)
-    assert_clear(err, f"dtype {y.dtype} and shape {y.shape}", "integer class indices")
+    assert_clear(err, f"dtype {y.dtype} and shape {y.shape}", "integer class indices",
+                 "y.astype('int64')" if y.ndim == 1 else "y.argmax(axis=1)")
 
 
 def test_c07_image_and_label_counts_differ(compiled, letters):
@@ -448,6 +449,364 @@ def test_c33_full_disk_while_saving(disk_full_run):
     earlier = tmp_path / "model.weights.h5"
     assert f"BEFORE {hashlib.sha256(earlier.read_bytes()).hexdigest()}" in lines
     assert len(tk.read_weights_file(earlier)) == 5
+
+
+# --------------------------------------------------------------------------- issue 16: silent
+# wrong results, unclear messages and the command line (C36 ...)
+CLI_TIMEOUT = 60  # the checks answer before Keras is imported: seconds, not the 10-15 s import
+
+
+def run_cli(*argv, env=None, cwd=None):
+    """``python -X importtime -m transferkit ...`` in a fresh process: (returncode, the
+    program's stderr lines, stdout, the modules it imported)."""
+    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "transferkit", *argv],
+                          capture_output=True, text=True, env=dict(os.environ, **(env or {})),
+                          cwd=cwd, timeout=CLI_TIMEOUT)
+    imported, lines = set(), []
+    for line in proc.stderr.splitlines():
+        if line.startswith("import time:"):
+            imported.add(line.rsplit("|", 1)[-1].strip())
+        else:
+            lines.append(line)
+    return proc.returncode, lines, proc.stdout, imported
+
+
+def assert_cli_error(code, lines, imported, status, *needles):
+    """Exit status, one line ``transferkit: error: ...`` with every needle, no traceback, and
+    answered before Keras (or TensorFlow) was imported."""
+    assert code == status, (code, lines)
+    assert len(lines) == 1 and lines[0].startswith("transferkit: error: "), lines
+    for needle in needles:
+        assert needle in lines[0], f"{needle!r} missing from {lines[0]!r}"
+    assert not {"keras", "tensorflow", "numpy"} & imported, "checked only after heavy imports"
+
+
+@pytest.fixture(scope="module")
+def narrow_weights(tmp_path_factory):
+    """Weights of another kit CNN: narrower (every shape differs) and shallower (2 blocks)."""
+    folder = tmp_path_factory.mktemp("narrow")
+    tk.set_seed(4)
+    narrow = tk.save_weights(tk.build_model(26, widths=TINY_WIDTHS, name="source"),
+                             folder / "narrow.weights.h5")
+    shallow = tk.save_weights(tk.build_model(26, widths=(16, 32), name="source"),
+                              folder / "shallow.weights.h5")
+    return SimpleNamespace(narrow=narrow, shallow=shallow)
+
+
+@pytest.mark.parametrize("which, needle", [("narrow", "0 of the 6 backbone layers"),
+                                           ("shallow", "4 of the 6 backbone layers")])
+def test_c36_transfer_that_transfers_nothing_or_part(letters, narrow_weights, capsys, which,
+                                                     needle):
+    path = getattr(narrow_weights, which)
+    with pytest.raises(ValueError) as err:
+        tk.run_strategy("feature_extraction", letters, None, 3, path, epochs=1)
+    assert_clear(err, str(path), needle, "random start", "tk.source_model().weights_path",
+                 "allow_partial=True")
+    assert capsys.readouterr().out == ""  # refused before training
+    with pytest.raises(ValueError) as err:  # the same check, in the library's loader
+        tk.load_matching_weights(tk.build_model(3), path, require_backbone=True)
+    assert_clear(err, needle)
+
+
+def test_c36_allow_partial_transfers_what_fits_and_says_so(letters, narrow_weights):
+    run = tk.run_strategy("feature_extraction", letters, None, 3, narrow_weights.shallow,
+                          epochs=1, allow_partial=True)
+    assert isinstance(run.transfer, tk.LoadReport) and not run.transfer.complete
+    assert run.transfer.backbone_missing == ["block3_conv", "block3_bn"]
+    assert run.describe_transfer().startswith(
+        "loaded 4 of 6 backbone layers from shallow.weights.h5 (2 kept their random start")
+    assert "\n" not in run.describe_transfer()
+
+
+@pytest.mark.parametrize("low, high", [(-1.0, 1.0), (-0.2, 1.0)], ids=["[-1, 1]", "negative"])
+def test_c37_pixels_in_minus_1_to_1(compiled, letters, low, high):
+    x = (letters.x * (high - low) + low).astype(np.float32)
+    before = snapshot(compiled)
+    with pytest.raises(ValueError) as err:
+        tk.fit(compiled, (x, letters.y), epochs=1)
+    assert_clear(err, f"range from {low:g} to {high:g}", "[-1, 1] values", "[0, 1]",
+                 "(x + 1) / 2")
+    with pytest.raises(ValueError) as err:
+        tk.evaluate(compiled, (x, letters.y))
+    assert_clear(err, "test data pixel values range from")
+    assert all_equal(snapshot(compiled), before)
+
+
+def test_c38_standardised_pixels(compiled, letters):
+    x = ((letters.x - letters.x.mean()) / letters.x.std()).astype(np.float32)
+    with pytest.raises(ValueError) as err:
+        tk.fit(compiled, (x, letters.y), epochs=1)
+    assert_clear(err, "standardised values (mean 0, std 1)", "[0, 1]",
+                 "x = (x - x.min()) / (x.max() - x.min())")
+    assert "0-255" not in str(err.value)  # not misdiagnosed as raw 0-255 pixels
+
+
+def test_c39_blank_images(compiled, letters):
+    x = np.zeros_like(letters.x)  # e.g. a failed load, or a conversion that lost the pixels
+    with pytest.raises(ValueError) as err:
+        tk.fit(compiled, (x, letters.y), epochs=1)
+    assert_clear(err, "every pixel of training data is 0", "check how they were loaded",
+                 "not x // 255")
+
+
+def test_c40_pixels_divided_by_255_twice(compiled, letters):
+    x = np.round(letters.x * 255).astype(np.float32) / 255 / 255
+    with pytest.raises(ValueError) as err:
+        tk.fit(compiled, (x, letters.y), epochs=1)
+    assert_clear(err, "reach only 0.00392", "divided by 255 twice", "divide 0-255 values once")
+
+
+def test_c41_few_shot_without_a_seed(letters):
+    with pytest.raises(ValueError) as err:
+        tk.few_shot(letters, 2, seed=None)
+    assert_clear(err, "seed=None would draw differently on every call", "e.g. seed=0")
+
+
+@pytest.mark.parametrize("seed", ["abc", -1, 1.5])
+def test_c42_few_shot_with_a_bad_seed(letters, seed):
+    for sample in (lambda: tk.few_shot(letters, 2, seed=seed),
+                   lambda: tk.split(letters, seed=seed)):
+        with pytest.raises(ValueError) as err:
+            sample()
+        assert_clear(err, f"seed={seed!r} must be a non-negative integer", "e.g. seed=0")
+
+
+@pytest.mark.parametrize("strategy, epochs, phases", [("fine_tune_top", 1, 2),
+                                                      ("gradual_unfreezing", 3, 4)])
+def test_c43_fewer_epochs_than_the_strategy_has_phases(letters, weights_file, capsys, strategy,
+                                                       epochs, phases):
+    with pytest.raises(ValueError) as err:
+        tk.run_strategy(strategy, letters, None, 3, weights_file, epochs=epochs)
+    assert_clear(err, f"epochs={epochs} is too few for strategy {strategy!r}",
+                 f"{phases} phases", f"use epochs >= {phases}")
+    assert capsys.readouterr().out == ""
+    assert tk.get_strategy(strategy).min_epochs() == phases
+
+
+def test_c44_training_data_with_a_single_class(compiled, letters):
+    with pytest.raises(ValueError) as err:
+        tk.fit(compiled, (letters.x, np.full(36, 2)), epochs=1)
+    assert_clear(err, "single class (label 2, all 36 examples)", "at least 2 classes")
+
+
+@pytest.mark.parametrize("strategies", [[], "scratch", None], ids=["empty", "string", "None"])
+def test_c45_sweep_without_a_list_of_strategies(letters, strategies):
+    task = tk.Task("abc", letters, letters, letters)
+    with pytest.raises(ValueError) as err:
+        tk.sweep(strategies, task, shots=(1,), epochs=1)
+    assert_clear(err, f"strategies={strategies!r}", "non-empty list",
+                 "['scratch', 'fine_tune_top']")
+
+
+@pytest.mark.parametrize("shots, needle", [([], "shots=[]"), ((1, 13), "holds 13"),
+                                           ((2.0,), "holds 2.0")])
+def test_c46_sweep_with_bad_shots(letters, shots, needle):
+    task = tk.Task("abc", letters, letters, letters)
+    with pytest.raises(ValueError) as err:
+        tk.sweep(["scratch"], task, shots=shots, epochs=1)
+    assert_clear(err, needle, "e.g. shots=(1, 5, 10)" if not shots else "use integers from 1 to 12")
+    with pytest.raises(TypeError) as err:
+        tk.sweep(["scratch"], letters, shots=(1,), epochs=1)
+    assert_clear(err, "sweep needs a tk.Task", "got Dataset", "tk.target_task()")
+
+
+def test_c47_evaluating_a_head_built_for_another_task(compiled, letters):
+    digits = tk.Dataset(letters.x, letters.y, tuple(tk.DIGITS), "digits test")
+    for score in (tk.evaluate, tk.class_report):
+        with pytest.raises(ValueError) as err:
+            score(compiled, digits)
+        assert_clear(err, "model 'checked' has 3 outputs but 'digits test' has 10 classes",
+                     "built for another task", "tk.build_model(10)")
+
+
+def test_c48_learning_rate_as_a_string(compiled, letters, weights_file):
+    with pytest.raises(ValueError) as err:
+        tk.compile_model(compiled, "1e-3")
+    assert_clear(err, "learning_rate='1e-3' is a string, not a number", "such as 1e-3",
+                 "without quotes")
+    with pytest.raises(ValueError) as err:
+        tk.run_strategy("scratch", letters, None, 3, epochs=1, learning_rate="1e-3")
+    assert_clear(err, "learning_rate='1e-3' is a string", "such as 1e-2")
+
+
+def test_c49_over_seeds_with_a_number_of_seeds_or_no_function():
+    with pytest.raises(ValueError) as err:
+        tk.over_seeds(lambda seed: 0.5, seeds=3)
+    assert_clear(err, "seeds=3 is not a sequence of seeds", "seeds=(0, 1, 2) or seeds=range(3)")
+    with pytest.raises(TypeError) as err:
+        tk.over_seeds(0.5)
+    assert_clear(err, "fn=0.5 is not a function", "over_seeds(lambda seed:")
+    assert tk.over_seeds(lambda seed: 0.5, seeds=range(2)).values == (0.5, 0.5)  # the fix works
+
+
+def test_c50_over_seeds_with_a_nan_result():
+    with pytest.raises(ValueError) as err:
+        tk.over_seeds(lambda seed: float("nan") if seed == 1 else 0.5)
+    assert_clear(err, "fn(seed=1) returned nan", "check that run")
+
+
+@pytest.mark.parametrize("shape", [(28, 28), (1, 28, 28, 1), "28x28"])
+def test_c51_build_model_with_an_input_shape_without_channels(shape):
+    with pytest.raises(ValueError) as err:
+        tk.build_model(3, input_shape=shape)
+    assert_clear(err, f"input_shape={shape!r} must be (height, width, channels)",
+                 "input_shape=(28, 28, 1)")
+
+
+@pytest.mark.parametrize("kwargs, needles", [
+    ({"num_classes": 1}, ("num_classes=1", "tk.build_model(task.num_classes)")),
+    ({"num_classes": 3, "widths": "abc"}, ("widths='abc'", "widths=(16, 32, 64)")),
+    ({"num_classes": 3, "widths": (16, 0)}, ("widths=(16, 0)", "one positive channel count")),
+])
+def test_c52_build_model_with_bad_class_count_or_widths(kwargs, needles):
+    with pytest.raises(ValueError) as err:
+        tk.build_model(**kwargs)
+    assert_clear(err, *needles)
+
+
+@pytest.mark.parametrize("y, needles", [
+    (np.array(list("ABC") * 12), ("dtype <U1", "np.unique(y, return_inverse=True)")),
+    (np.arange(36).reshape(36, 1) % 3, ("shape (36, 1)", "y = y.ravel()")),
+    (np.linspace(0, 2, 36), ("dtype float64", "not whole numbers", "y.argmax(axis=1)")),
+], ids=["strings", "column", "fractions"])
+def test_c53_labels_as_strings_a_column_or_fractions(compiled, letters, y, needles):
+    with pytest.raises(ValueError) as err:
+        tk.fit(compiled, (letters.x, y), epochs=1)
+    assert_clear(err, "labels must be a 1-D array of integer class indices", *needles)
+
+
+def test_c54_shots_as_a_float(letters):
+    with pytest.raises(TypeError) as err:
+        tk.few_shot(letters, 5.0)
+    assert_clear(err, "must be an integer, got 5.0", "pass a whole number, e.g. 5")
+
+
+@pytest.mark.parametrize("backend", ["bogus", "numpy"])
+def test_c55_keras_backend_that_is_not_one_the_kit_trains_with(backend):
+    code = ("import sys\ntry:\n    import transferkit\nexcept ValueError as exc:\n"
+            "    print(type(exc).__name__, exc, 'keras' in sys.modules)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env=dict(os.environ, KERAS_BACKEND=backend), timeout=CLI_TIMEOUT)
+    assert proc.stdout.strip() == (
+        f"ValueError KERAS_BACKEND={backend!r} is not a backend the kit can train with; set it "
+        "to one of ['jax', 'tensorflow', 'torch'], or unset it to use TensorFlow False"), proc
+    code_, lines, _, imported = run_cli("info", env={"KERAS_BACKEND": backend})
+    assert_cli_error(code_, lines, imported, 2, f"KERAS_BACKEND={backend!r}", "unset it")
+
+
+def test_c56_keras_backend_that_is_not_installed():
+    code = textwrap.dedent("""
+        import importlib.util, sys
+        real = importlib.util.find_spec  # as if jax were not installed (CI installs it)
+        importlib.util.find_spec = lambda name, *a: None if name == "jax" else real(name, *a)
+        try:
+            import transferkit
+        except ImportError as exc:
+            print(type(exc).__name__, exc, "keras" in sys.modules)
+    """)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env=dict(os.environ, KERAS_BACKEND="jax"), timeout=CLI_TIMEOUT)
+    assert proc.stdout.strip() == (
+        "ImportError KERAS_BACKEND='jax' but jax is not installed; install it (python -m pip "
+        "install -r requirements-backends.txt) or unset KERAS_BACKEND to use TensorFlow False"), proc
+
+
+@pytest.mark.parametrize("argv, needles", [
+    (["run", "--shots", "0"], ("argument --shots: '0' is out of range", "from 1 to 40",
+                               "see python -m transferkit run --help")),
+    (["run", "--strategy", "gradual_unfreezing", "--epochs", "3"],
+     ("--epochs 3 is too few for strategy 'gradual_unfreezing'", "--epochs 4 or more")),
+    (["sweep", "--learning-rate", "fast"], ("'fast' is out of range", "e.g. 1e-2")),
+    ([], ("the following arguments are required: COMMAND",)),
+], ids=["shots-0", "epochs-below-phases", "learning-rate", "no-command"])
+def test_c57_command_line_argument_errors_answer_before_keras(tmp_path, argv, needles):
+    code, lines, stdout, imported = run_cli(*argv, cwd=tmp_path)
+    assert_cli_error(code, lines, imported, 2, *needles)
+    assert stdout == "" and list(tmp_path.iterdir()) == []  # nothing written
+
+
+def test_c57_help_answers_before_keras(tmp_path):
+    code, lines, stdout, imported = run_cli("--help", cwd=tmp_path)
+    assert code == 0 and lines == [] and "fine_tune_top" in stdout
+    assert not {"keras", "tensorflow", "numpy"} & imported
+
+
+def test_c58_out_is_an_existing_file(tmp_path):
+    target = tmp_path / "results"
+    target.write_text("keep me")
+    code, lines, stdout, imported = run_cli("run", "--strategy", "scratch", "--out", str(target))
+    assert_cli_error(code, lines, imported, 2, f"--out {str(target)!r} is a file, not a folder",
+                     "e.g. --out results")
+    assert target.read_text() == "keep me" and [p.name for p in tmp_path.iterdir()] == ["results"]
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux's /proc")
+def test_c59_out_in_an_unwritable_place(tmp_path):
+    code, lines, _, imported = run_cli("compare", "--strategies", "scratch", "--out",
+                                       "/proc/results")
+    assert_cli_error(code, lines, imported, 2, "--out '/proc/results' is not writable",
+                     "choose a writable folder")
+    holder = tmp_path / "out"
+    (holder / "run.csv").mkdir(parents=True)  # a folder where a results file goes
+    code, lines, _, imported = run_cli("run", "--strategy", "scratch", "--out", str(holder))
+    assert_cli_error(code, lines, imported, 2, "holds a folder named 'run.csv'",
+                     "remove or rename it")
+
+
+def test_c60_cache_variable_pointing_at_a_file(tmp_path, monkeypatch):
+    blocker = tmp_path / "cache.txt"
+    blocker.write_text("")
+    code, lines, _, imported = run_cli("prepare", env={"TRANSFERKIT_CACHE": str(blocker)})
+    assert_cli_error(code, lines, imported, 2, f"{str(blocker)!r}: it is a file, not a folder",
+                     "set TRANSFERKIT_CACHE to a writable folder")
+    monkeypatch.setenv("TRANSFERKIT_CACHE", str(blocker))
+    with pytest.raises(OSError) as err:  # the library: the same gist
+        tk.cache_dir()
+    assert_clear(err, str(blocker), "set TRANSFERKIT_CACHE to a writable folder")
+    assert blocker.read_text() == ""
+
+
+def test_c61_unknown_preset_variable_on_the_command_line(tmp_path):
+    code, lines, _, imported = run_cli("run", "--out", str(tmp_path / "r"),
+                                       env={"TRANSFERKIT_PRESET": "bogus"})
+    assert_cli_error(code, lines, imported, 2, "TRANSFERKIT_PRESET='bogus' is unknown",
+                     "use one of ['cpu', 'gpu']")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_c62_truncated_source_weights_on_the_command_line(tmp_path, weights_file, capsys):
+    from transferkit import cli
+
+    cut = tmp_path / "cut.weights.h5"
+    data = Path(weights_file).read_bytes()
+    cut.write_bytes(data[: len(data) // 2])
+    out = tmp_path / "out"
+    argv = ["run", "--strategy", "feature_extraction", "--source-weights", str(cut),
+            "--out", str(out)]
+    assert cli.main(argv) == 1
+    stderr = capsys.readouterr().err.splitlines()
+    assert len(stderr) == 1 and stderr[0].startswith(f"transferkit: error: {str(cut)!r} is not a "
+                                                     "readable Keras weights file"), stderr
+    assert "delete it and save again" in stderr[0] and not out.exists()
+    with pytest.raises(ValueError):  # --debug: the traceback, for a bug report
+        cli.main(argv + ["--debug"])
+
+
+def test_c63_source_weights_of_another_kit_cnn_on_the_command_line(tmp_path, narrow_weights,
+                                                                   capsys):
+    from transferkit import cli
+
+    out = tmp_path / "out"
+    argv = ["run", "--strategy", "fine_tune_top", "--source-weights", str(narrow_weights.narrow),
+            "--shots", "1", "--epochs", "2", "--test-per-class", "2", "--out", str(out)]
+    assert cli.main(argv) == 1
+    stdout, stderr = capsys.readouterr()
+    lines = stderr.splitlines()
+    assert len(lines) == 1 and "fills only 0 of the 6 backbone layers" in lines[0], lines
+    assert "--allow-partial" in lines[0] and stdout == "" and not out.exists()
+    assert cli.main(argv + ["--allow-partial", "--quiet"]) == 0
+    rows = json.loads((out / "run.json").read_text())["results"]
+    assert rows[0]["transfer"].startswith("loaded 0 of 6 backbone layers from narrow.weights.h5")
 
 
 # --------------------------------------------------------------------------- interruption

@@ -299,6 +299,16 @@ def _source_weights(args):
     from .source import source_model
 
     if args.source_weights is not None:
+        needed = [s for s in _strategies(args) if STRATEGIES[s].uses_source]
+        if needed and not args.allow_partial:  # refuse a partial transfer before any training
+            from .data import DIGITS
+            from .models import build_model
+            from .transfer import PARTIAL_FIX, load_matching_weights
+
+            load_matching_weights(build_model(len(DIGITS), name=needed[0]), args.source_weights,
+                                  require_backbone=True,
+                                  fix=f"{PARTIAL_FIX}, or add --allow-partial to transfer what "
+                                      "fits")
         return args.source_weights
     needed = [s for s in _strategies(args) if STRATEGIES[s].uses_source]
     return source_model(verbose=not args.quiet).weights_path if needed else None

@@ -110,7 +110,7 @@ def lab(small_task, source_file):
 
 
 def _rows(lab):
-    return lab.table.value.split("<tbody>")[1].count("<tr>")
+    return lab.table.value.split("<tbody>")[1].count("<tr ")
 
 
 @pytest.mark.parametrize("settings, message", [
@@ -133,7 +133,8 @@ def test_run_adds_a_row_and_a_curve_then_clear_empties(lab):
     row = lab.run(strategy="feature_extraction")
     assert row["strategy"] == "feature extraction" and row["trainable_params"] == 650
     lab.shots.value = 3  # like moving the slider
-    lab.run_button.click()  # like pressing Run
+    lab.run_button.click()  # like pressing Run: trains in a worker thread
+    assert lab.wait(timeout=120)
     assert [r["shots"] for r in lab.results] == [2, 3] and _rows(lab) == 2
     assert len(lab.histories) == 2
     labels = [line.get_label() for line in lab.curves.figure.axes[0].lines]
@@ -168,3 +169,133 @@ def test_a_missing_source_weights_file_is_a_message_in_the_panel(small_task, tmp
     assert lab.run(strategy="feature_extraction") is None
     assert "deleted.weights.h5" in lab.message and not lab.results
     assert lab.run(strategy="scratch") is not None  # the panel still works
+
+
+# ------------------------------------------------------------------ the lab, live (issue 11)
+def _wait_for(condition, timeout=60):
+    import time
+    end = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < end, "timed out"
+        time.sleep(0.02)
+
+
+def test_run_button_trains_in_a_thread_with_frames_progress_and_one_run_per_click(
+        lab, monkeypatch):
+    monkeypatch.setattr("transferkit.lab.FRAME_INTERVAL", 0.0)  # a frame after every epoch
+    lab.epochs.value = 6
+    frames = lab.frames
+    lab.run_button.click()
+    assert lab.busy and lab.run_button.disabled and not lab.stop_button.disabled
+    lab.run_button.click()                      # a second click while it trains
+    assert lab.ignored_clicks == 1 and "this click was ignored" in lab.message
+    assert lab.run() is None and "in progress" in lab.message   # nor from code
+    seen = set()
+    while not lab.wait(timeout=0.02):
+        seen.add(lab.progress_text.value)
+    assert len(lab.results) == 1 and _rows(lab) == 1 and "Done" in lab.message
+    assert not lab.busy and not lab.run_button.disabled and lab.stop_button.disabled
+    # frames while it ran (at most every 10x a frame's cost), plus the finished plot
+    assert lab.frames - frames >= 3 and lab.plot.value[:8] == b"\x89PNG\r\n\x1a\n"
+    assert lab.progress.value == 1.0
+    assert any("epoch 3 of 6" in v and "phase 1 of 1: all layers" in v for v in seen), seen
+
+
+def test_stop_ends_the_run_after_the_current_batch_and_keeps_earlier_results(lab):
+    import time
+    first = lab.run(strategy="feature_extraction")
+    lab.epochs.value = 40
+    lab.run_button.click()
+    _wait_for(lambda: lab.curves.current.epochs >= 1)
+    t = time.monotonic()
+    lab.stop_button.click()
+    assert lab.wait(timeout=10)
+    assert time.monotonic() - t < 2.0
+    assert "Stopped after" in lab.message and "not added" in lab.message
+    assert lab.results == [first] and len(lab.histories) == 1 and _rows(lab) == 1
+    assert lab.curves.current.epochs < 40
+    # the stopped model is usable, and the panel runs again
+    assert tk.predict_classes(lab.last_model, lab.task.test).shape == (len(lab.task.test),)
+    lab.stop_button.click()
+    assert "nothing to stop" in lab.message
+    assert lab.run(epochs=2) is not None and len(lab.results) == 2
+
+
+def test_sigint_stops_a_run_started_by_the_button(lab):
+    """Kernel -> Interrupt sends SIGINT to the kernel; a button-started run stops."""
+    import os
+    import signal
+    lab.epochs.value = 40
+    try:
+        lab.run_button.click()
+        _wait_for(lambda: lab.curves.current.epochs >= 1)
+        os.kill(os.getpid(), signal.SIGINT)
+        assert lab.wait(timeout=10)
+        assert "Stopped after" in lab.message and lab.results == []
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def test_an_interrupted_cell_starts_none_of_its_later_runs(lab, monkeypatch):
+    class Interrupting(tk.LiveCurves):
+        def on_epoch_end(self, epoch, logs=None):
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr("transferkit.lab._current_cell", lambda: 7)
+    with monkeypatch.context() as patch:
+        patch.setattr("transferkit.lab.LiveCurves", Interrupting)
+        assert lab.run(strategy="scratch") is None and "Interrupted" in lab.message
+    assert lab.run(strategy="scratch") is None and "Skipped" in lab.message
+    monkeypatch.setattr("transferkit.lab._current_cell", lambda: 8)   # the next cell
+    assert lab.run(strategy="scratch") is not None
+
+
+def test_results_table_aligns_numbers_marks_the_best_and_sorts(lab):
+    from transferkit.lab import lr_text
+    assert [lr_text(v) for v in (3e-3, 1e-2, 0.3, 1e-5)] == ["3e-3", "1e-2", "3e-1", "1e-5"]
+    lab.run(strategy="scratch", learning_rate=3e-3)
+    lab.run(strategy="feature_extraction")
+    best = max(range(2), key=lambda i: lab.results[i]["accuracy"])
+    html = lab.table.value
+    assert html.count("★ best") == 1 and "text-align:right" in html and "3e-3" in html
+    rows = html.split("<tbody>")[1].split("</tr>")[:2]
+    assert "★ best" in rows[best]
+    lab.sort.value = "accuracy"
+    rows = lab.table.value.split("<tbody>")[1].split("</tr>")[:2]
+    assert "★ best" in rows[0]
+    assert "3e-3" in lab.table_text() and lab.results[0]["learning_rate"] == 3e-3
+
+
+def _history(label, losses):
+    h = tk.RunHistory(label)
+    for v in losses:
+        h.add_epoch({"loss": v, "accuracy": 0.5})
+    return h
+
+
+def test_a_diverging_run_is_cut_off_and_named_not_flattening_the_others():
+    from transferkit.plots import loss_limit
+    runs = [_history(f"run {i}", [2.3, 1.5, 1.0 + 0.1 * i]) for i in range(6)]
+    runs.append(_history("lr 0.3", [2.3, 12.0, 9.0]))
+    top, clipped = loss_limit(runs)
+    assert clipped == [6] and 4.6 < top < 5.0
+    fig = tk.plot_history(*runs)
+    assert fig.axes[0].get_ylim()[1] == pytest.approx(top)
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert "lr 0.3  (loss above the axis)" in labels and "axis cut" in fig.axes[0].get_title()
+
+
+def test_twelve_runs_legend_beside_the_axes_in_their_own_colours():
+    from transferkit.plots import run_color
+    runs = [_history(f"strategy {i} (10 shots)", [2.3, 1.0, 0.5]) for i in range(12)]
+    fig = tk.plot_history(*runs)
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    renderer = canvas.get_renderer()
+    legend = fig.legends[0].get_window_extent(renderer)
+    for ax in fig.axes:
+        assert not legend.overlaps(ax.get_window_extent(renderer))
+    assert legend.x1 <= fig.bbox.x1 + 1 and legend.y1 <= fig.bbox.y1 + 1
+    colors = [line.get_color() for line in fig.axes[0].get_lines()[:12]]
+    assert colors == [run_color(i) for i in range(12)] and len(set(colors)) == 12

@@ -9,8 +9,15 @@ from matplotlib.figure import Figure
 
 from .training import METRICS, RunHistory
 
+# Twelve distinct run colours; run i keeps colour i for as long as it is on the plot.
 COLORS = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown",
-          "tab:pink", "tab:gray", "tab:olive", "tab:cyan")
+          "tab:pink", "tab:gray", "tab:olive", "tab:cyan", "navy", "darkgoldenrod")
+CLIP_FACTOR = 2.0  # the loss axis ends at this multiple of the median run's highest loss
+
+
+def run_color(i):
+    """The colour of the ``i``-th run on a plot (the same in the lab's table)."""
+    return COLORS[i % len(COLORS)]
 
 
 def in_jupyter():
@@ -42,27 +49,63 @@ def _show_figures_as_pictures():
         formatter.for_type(Figure, figure_png)
 
 
-def _draw(fig, histories, xmax=None, loss_top=None, tight=True):
+def _finite_max(histories, keys=("loss", "val_loss")):
+    values = [v for h in histories for k in keys for v in h.metrics[k] if np.isfinite(v)]
+    return max(values) if values else None
+
+
+def loss_limit(histories):
+    """(top of the loss axis, indices of the runs that go above it).
+
+    One diverging run (say, learning rate 0.3, loss 12) must not flatten every other
+    curve: the axis stops at ``CLIP_FACTOR`` x the median of the runs' highest losses,
+    and the runs cut off there are named.
+    """
+    peaks = {i: _finite_max([h]) for i, h in enumerate(histories)}
+    peaks = {i: v for i, v in peaks.items() if v is not None}
+    if not peaks:
+        return None, []
+    top = max(peaks.values())
+    if len(peaks) >= 2:
+        cap = CLIP_FACTOR * float(np.median(list(peaks.values())))
+        if top > cap:
+            return 1.05 * cap, [i for i, v in peaks.items() if v > cap]
+    return 1.1 * top, []
+
+
+def _draw(fig, histories, xmax=None, loss_top=None, tight=True, label_phases_of=-1):
     """Draw ``histories`` on ``fig`` (cleared first); returns the figure.
 
-    ``xmax`` / ``loss_top`` fix the axes' limits (live curves keep them, so an update
-    only redraws the lines); ``tight=False`` uses fixed margins instead of the slower
-    tight layout.
+    Training curves solid, validation dashed, one colour per run; the legend (one entry
+    per run) stands beside the axes, so it never covers a curve.  Phase boundaries are
+    dotted lines; only run ``label_phases_of`` (the latest) names its phases, so labels
+    never print over each other.  ``xmax`` / ``loss_top`` fix the axes' limits (live
+    curves keep them); ``tight=False`` uses fixed margins instead of the slower tight layout.
     """
+    from matplotlib.lines import Line2D
+
     fig.clear()
     axes = fig.subplots(1, 2)
+    auto_top, clipped = loss_limit(histories)
+    loss_top = loss_top or auto_top
+    handles = []
+    labelled = range(len(histories))[label_phases_of] if histories else None
     for i, h in enumerate(histories):
-        color = COLORS[i % len(COLORS)]
+        color = run_color(i)
         epochs = np.arange(1, h.epochs + 1)
         for ax, metric in zip(axes, ("loss", "accuracy")):
             ax.plot(epochs, h.metrics[metric], color=color, label=f"{h.label} (train)")
             if not np.all(np.isnan(h.metrics[f"val_{metric}"])):
                 ax.plot(epochs, h.metrics[f"val_{metric}"], color=color, linestyle="--",
                         label=f"{h.label} (validation)")
-        for name, start in h.phases[1:]:
-            _phase_marker(axes, name, start, color)
-    for ax, metric in zip(axes, ("loss", "accuracy")):
+        for n, (name, start) in enumerate(h.phases[1:]):
+            _phase_marker(axes, name if i == labelled else None, start, color, row=n)
+        mark = "  (loss above the axis)" if i in clipped else ""
+        handles.append(Line2D([], [], color=color, linewidth=2, label=h.label + mark))
+    for ax, metric, ylabel in zip(axes, ("loss", "accuracy"),
+                                  ("cross-entropy loss", "accuracy")):
         ax.set_xlabel("epoch")
+        ax.set_ylabel(ylabel)
         ax.set_title(metric)
         ax.grid(alpha=0.3)
         if xmax:
@@ -70,23 +113,33 @@ def _draw(fig, histories, xmax=None, loss_top=None, tight=True):
     axes[1].set_ylim(0, 1.02)
     if loss_top:
         axes[0].set_ylim(0, loss_top)
+    if clipped:
+        axes[0].set_title(f"loss (axis cut at {loss_top:.2g}: {len(clipped)} run"
+                          f"{'s' if len(clipped) > 1 else ''} above)", fontsize=9)
     if histories:
-        axes[1].legend(fontsize=8, loc="lower right")
+        handles += [Line2D([], [], color="0.3", label="training"),
+                    Line2D([], [], color="0.3", linestyle="--", label="validation")]
+        fig.legend(handles=handles, loc="center left", bbox_to_anchor=(0.78, 0.5),
+                   fontsize=8, frameon=False, handlelength=1.8)
     if tight:
-        fig.tight_layout()
+        fig.tight_layout(rect=(0, 0, 0.78, 1))
     else:
-        fig.subplots_adjust(left=0.06, right=0.99, bottom=0.14, top=0.9, wspace=0.15)
+        fig.subplots_adjust(left=0.06, right=0.77, bottom=0.15, top=0.89, wspace=0.22)
     return fig
 
 
-def _phase_marker(axes, name, start, color, animated=False):
-    """A dotted line where a phase starts, with its name; returns the artists."""
+def _phase_marker(axes, name, start, color, animated=False, row=0):
+    """A dotted line where a phase starts, with its name (if given); returns the artists.
+
+    ``row`` staggers the names of consecutive phases vertically."""
     out = []
     for ax in axes:
         out.append(ax.axvline(start + 0.5, color=color, linestyle=":", linewidth=1,
                               animated=animated))
-        out.append(ax.text(start + 0.6, 0.98, name, transform=ax.get_xaxis_transform(),
-                           va="top", fontsize=8, color=color, animated=animated))
+        if name:
+            out.append(ax.text(start + 0.6, 0.98 - 0.08 * (row % 3), name,
+                               transform=ax.get_xaxis_transform(), va="top", fontsize=8,
+                               color=color, animated=animated))
     return out
 
 
@@ -99,29 +152,29 @@ def plot_history(*histories, figsize=(10, 3.5)):
     return _draw(Figure(figsize=figsize), list(histories))
 
 
-def _finite_max(histories, keys=("loss", "val_loss")):
-    values = [v for h in histories for k in keys for v in h.metrics[k] if np.isfinite(v)]
-    return max(values) if values else None
-
-
 class LiveCurves(keras.callbacks.Callback):
-    """Keras callback: redraws loss and accuracy curves in place while ``fit`` runs.
+    """Keras callback: redraws loss and accuracy curves while ``fit`` runs.
 
-    In Jupyter the figure is displayed once and updated after each epoch (at
-    most every ``min_interval`` seconds, and always at the end of a ``fit``);
-    elsewhere nothing is drawn while training and ``.figure`` is drawn when read.
-    One instance can follow several ``fit`` calls, e.g. both phases of
-    fine-tuning; pass ``previous=[...]`` histories to keep finished runs on the
-    plot, and ``epochs=`` (all phases together) to fix the x axis from the start.
+    Where the frames go:
+    - ``on_frame=callable``: each frame's PNG bytes are passed to it, wherever the code
+      runs (the strategy lab puts them into an ``ipywidgets.Image``; tests count them);
+    - otherwise, in Jupyter, the figure is displayed once in the cell and updated in place;
+    - elsewhere nothing is drawn while training, and ``.figure`` is drawn when read.
 
-    Updates are cheap: the axes, finished runs and legend are rendered once into
-    a background image; an update pastes it and draws only the current run's
-    lines (blitting), then sends a small PNG.  A full redraw happens only when
-    the curves leave the axes' limits.
+    Frames come after each epoch, at most every ``min_interval`` seconds (and at least
+    10x the cost of a frame apart), and always at the end of a ``fit``.  One instance can
+    follow several ``fit`` calls, e.g. both phases of fine-tuning; pass ``previous=[...]``
+    histories to keep finished runs on the plot, and ``epochs=`` (all phases together) to
+    fix the x axis from the start.
+
+    Updates are cheap: the axes, finished runs and legend are rendered once into a
+    background image; an update pastes it and draws only the current run's lines
+    (blitting), then encodes a PNG.  A full redraw happens only when the curves leave
+    the axes' limits.
     """
 
     def __init__(self, label="run", previous=(), min_interval=1.0, figsize=(10, 3.5),
-                 epochs=None, dpi=80):
+                 epochs=None, dpi=80, on_frame=None):
         super().__init__()
         from matplotlib.backends.backend_agg import FigureCanvasAgg
 
@@ -129,6 +182,7 @@ class LiveCurves(keras.callbacks.Callback):
         self.previous = list(previous)
         self.min_interval = min_interval
         self.planned_epochs = epochs
+        self.on_frame = on_frame
         self._figure = Figure(figsize=figsize, dpi=dpi)
         self._canvas = FigureCanvasAgg(self._figure)
         self._stale = True          # .figure needs a (static) redraw before it is read
@@ -136,14 +190,14 @@ class LiveCurves(keras.callbacks.Callback):
         self._last_draw = 0.0
         self._interval = min_interval
         self._fits = 0
-        self._live = in_jupyter()
+        self._live = on_frame is not None or in_jupyter()
         self._background = None     # rendered axes without the current run's artists
         self._lines = {}            # metric key -> (axes, line) of the current run
         self._markers = []          # the current run's phase markers (animated)
         self._limits = (None, None)  # (xmax, loss_top) of the background
         self._planned_here = 0      # epochs recorded + epochs of the fit in progress
         self._marked = 1
-        self.updates = 0
+        self.updates = 0            # frames sent
 
     @property
     def figure(self):
@@ -174,19 +228,33 @@ class LiveCurves(keras.callbacks.Callback):
         if self._live:
             self._show()
 
+    def final_frame(self, histories=None):
+        """Send one last frame drawn from scratch: ``histories`` (default: everything so far),
+        e.g. without a run that was stopped.  Returns the PNG bytes."""
+        everyone = self.previous + [self.current] if histories is None else list(histories)
+        xmax = max([self.planned_epochs or 0] + [h.epochs for h in everyone]) or None
+        _draw(self._figure, everyone, xmax=xmax, tight=False)
+        self._canvas.draw()
+        self._background, self._stale = None, True
+        png = self._png()
+        if self._live:
+            self._publish(png)
+            self.updates += 1
+        return png
+
     # -- drawing ---------------------------------------------------------------------
     def _wanted_limits(self):
         everyone = self.previous + [self.current]
         xmax = max([self.planned_epochs or 0, self._planned_here, self.current.epochs]
                    + [h.epochs for h in self.previous])
-        top = _finite_max(everyone) or 2.5
-        return xmax, top
+        top, _ = loss_limit(everyone)
+        return xmax, top or 2.5
 
     def _full_redraw(self):
         xmax, top = self._wanted_limits()
         old_x, old_top = self._limits
         xmax = max(xmax, old_x or 0)
-        loss_top = 1.15 * top if old_top is None or top > old_top else old_top
+        loss_top = top if old_top is None or top > old_top else old_top
         _draw(self._figure, self.previous + [self.current], xmax=xmax, loss_top=loss_top,
               tight=False)
         self._limits = (xmax, loss_top)
@@ -220,8 +288,9 @@ class LiveCurves(keras.callbacks.Callback):
             line.set_data(epochs, self.current.metrics[key])
             ax.draw_artist(line)
         color = self._lines["loss"][1].get_color() if "loss" in self._lines else COLORS[0]
-        for name, start in self.current.phases[self._marked:]:
-            self._markers += _phase_marker(self._figure.axes, name, start, color, animated=True)
+        for n, (name, start) in enumerate(self.current.phases[self._marked:], self._marked - 1):
+            self._markers += _phase_marker(self._figure.axes, name, start, color,
+                                           animated=True, row=n)
         self._marked = max(self._marked, len(self.current.phases))
         for artist in self._markers:
             artist.axes.draw_artist(artist)
@@ -237,6 +306,9 @@ class LiveCurves(keras.callbacks.Callback):
         return buffer.getvalue()
 
     def _publish(self, png):
+        if self.on_frame is not None:
+            self.on_frame(png)
+            return
         from IPython.display import Image, display
         image = Image(data=png)
         if self._handle is None:
@@ -320,6 +392,9 @@ def plot_bars(values, title="", ylabel="", figsize=(6, 3)):
 
 def plot_sweep(rows, figsize=(6, 3.5)):
     """Test accuracy against shots per class, one line per strategy (from ``tk.sweep``)."""
+    if not rows:
+        raise ValueError("plot_sweep got no rows: there is nothing to plot; pass the list "
+                         "that tk.sweep(...) returned, with at least one strategy and size")
     fig = Figure(figsize=figsize)
     ax = fig.subplots()
     names = list(dict.fromkeys(r["strategy"] for r in rows))
@@ -332,6 +407,7 @@ def plot_sweep(rows, figsize=(6, 3.5)):
     ax.set_xticks(shots, labels=[str(s) for s in shots])
     ax.set_xlabel("labelled examples per class (log scale)")
     ax.set_ylabel("test accuracy")
+    ax.set_title("Test accuracy by target size")
     ax.set_ylim(0, 1)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)

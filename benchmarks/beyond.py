@@ -30,7 +30,9 @@ Each section's table: mean +- std over the seeds (sample std, n - 1, as notebook
     python benchmarks/beyond.py --seeds 1              # a quick look
 
 Writes benchmarks/results/beyond.json: one entry per section (config, every run,
-summary); running one section keeps the others' last results in the file.
+summary, machine, commit); running one section keeps the others' last results in the file.
+And benchmarks/results/beyond.md, the same as tables in percent: the file the notebooks cite
+(``--report`` rewrites it from the JSON alone).
 """
 from __future__ import annotations
 
@@ -297,6 +299,53 @@ def table(section, summary):
     return "\n".join(lines)
 
 
+BASELINES = {"distillation": "scratch student", "negative": "scratch",
+             "forgetting": "letters source itself: letters"}  # gaps in points against these
+REPORT = RESULTS.with_suffix(".md")
+
+
+def report(results):
+    """beyond.json as the readable file the notebooks cite: every section's table, in percent
+    (mean ± sample std over the seeds, each seed's value), with machine, commit and date."""
+    out = ["# benchmarks/beyond.py: results", "",
+           "Test accuracy on the 1,000 test digits: mean ± sample standard deviation (points) "
+           "over the seeds, then each seed's value. Written from beyond.json.", ""]
+    for name, sec in results.items():
+        d = sec.get("device", {})
+        out += [f"## {name}", "",
+                f"{sec.get('date', '?')}, {d.get('cpu', '?')} ({d.get('cpu_cores', '?')} cores), "
+                f"{d.get('backend', '?')} {d.get('backend_version', '')}, Keras {d.get('keras', '?')}, "
+                f"commit {sec.get('commit', 'unknown')}, seeds {sec.get('seeds')}", "",
+                "| run | test accuracy | per seed | macro F1 | backbone moved | vs baseline |",
+                "|---|---|---|---|---|---|"]
+        base = next((s for s in sec["summary"] if s["run"] == BASELINES.get(name)), None)
+        for s in sec["summary"]:
+            seeds = [r["accuracy"] for r in sec["runs"] if r["run"] == s["run"]]
+            std = s.get("accuracy_std")
+            moved = (f"{s['max_backbone_change_mean']:.1%}" if "max_backbone_change_mean" in s
+                     else "")
+            gap = (f"{100 * (s['accuracy_mean'] - base['accuracy_mean']):+.1f} points"
+                   if base and s is not base else "")
+            out.append(f"| {s['run']} | {s['accuracy_mean']:.1%}"
+                       + (f" ± {100 * std:.1f}" if std is not None else "")
+                       + f" | {', '.join(f'{v:.1%}' for v in seeds)} | {s['macro_f1_mean']:.1%}"
+                       f" | {moved} | {gap} |")
+        if "spearman_rho" in sec:
+            for strategy, rhos in sec["spearman_rho"].items():
+                out += ["", f"Spearman rho with the fine-tuned accuracy ({strategy}): "
+                        + ", ".join(f"{k} {v:+.2f}" for k, v in rhos.items() if k != "estimates")]
+                out += ["", "| source | LogME | H-score | probe (val) | fine-tuned accuracy |",
+                        "|---|---|---|---|---|"]
+                out += [f"| {n} | {e['logme']:.3f} | {e['h_score']:.2f} | "
+                        f"{e['probe_accuracy']:.1%} | {e['accuracy']:.1%} |"
+                        for n, e in rhos.get("estimates", {}).items()]
+        if "criterion" in sec:
+            out += ["", f"Check: {sec['criterion']}: {'PASS' if sec.get('passed') else 'FAIL'} "
+                    f"(worst: {sec.get('worst')}, {sec.get('gap_points', float('nan')):+.1f} points)"]
+        out.append("")
+    return "\n".join(out)
+
+
 def _commit():
     """The commit the numbers were measured at (with '+changes' when the tree was dirty)."""
     import subprocess
@@ -316,7 +365,13 @@ def main(argv=None):
     parser.add_argument("--only", action="append", choices=sorted(SECTIONS),
                         help="run only this section (repeat the flag for several)")
     parser.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 (default 3)")
+    parser.add_argument("--report", action="store_true",
+                        help="only rewrite results/beyond.md from results/beyond.json")
     args = parser.parse_args(argv)
+    if args.report:
+        write_atomic(REPORT, report(json.loads(RESULTS.read_text())))
+        print(f"wrote {REPORT}")
+        return 0
     if args.seeds < 1:
         parser.error(f"--seeds={args.seeds}: use 1 or more")
     seeds = list(range(args.seeds))
@@ -341,7 +396,8 @@ def main(argv=None):
                              "loadavg": os.getloadavg(),
                              "date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())}
             write_atomic(RESULTS, json.dumps(clean(results), indent=1) + "\n")
-    print(f"wrote {RESULTS}")
+            write_atomic(REPORT, report(results))
+    print(f"wrote {RESULTS} and {REPORT.name}")
     return 0
 
 

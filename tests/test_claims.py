@@ -59,3 +59,116 @@ def test_a_statement_is_required():
 ])
 def test_values_are_formatted_compactly_and_stably(value, text):
     assert format_value(value) == text
+
+
+# --------------------------------------------------------------------------- the notebooks' claims
+# Each claim of notebooks 01-09 is re-run here on the numbers its committed output printed (it
+# must hold), then on changed numbers (it must fail): no training, only the claim's own
+# expression.  Convention that makes this possible: a claim's evidence are plain variables
+# passed by name (name=name), and its condition uses only them.
+import ast
+import re
+from pathlib import Path
+
+import nbformat
+
+NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("0[1-9]_*.ipynb"))
+
+# (notebook number, start of the statement) -> changed inputs, each of which must break it
+BREAKS = {
+    ("01", "training lowered the validation loss"): [{"last_val_loss": 3.2}],
+    ("01", "the source model reads test letters"): [{"test_accuracy": 0.3}],
+    ("02", "the six backbone layers loaded"): [{"identical": False}, {"loaded": 5},
+                                                {"skipped": "block3_conv, head"}],
+    ("03", "compiled again, fit leaves"): [{"backbone_change": 0.01}, {"head_change": 0.0}],
+    ("03", "a frozen BatchNorm layer"): [{"frozen_moved": 0.001}, {"trainable_moved": 0.0}],
+    ("03", "feature extraction on 100 images"): [{"fe_accuracy": 0.45}],
+    ("04", "on these 100 images"): [{"transfer_accuracy": 0.55}, {"scratch_accuracy": 0.7}],
+    ("05", "feature extraction beats scratch at every"): [{"smallest_gap": -0.01}],
+    ("06", "on this draw, both uses"): [{"tuned_accuracy": 0.5}, {"probe_accuracy": 0.5}],
+    ("06", "the source network's features"): [{"random_knn": 0.6},
+                                              {"random_probe_accuracy": 0.9}],
+    ("06", "yet in 2-D"): [{"source_silhouette": 0.4}],
+    ("06", "fine-tuning moved every"): [{"backbone_max": 0.3}, {"head_change": 0.1}],
+    ("07", "on this draw, the distilled student"): [{"distilled_accuracy": 0.35},
+                                                    {"distilled_accuracy": 0.8}],
+    ("07", "the L2-SP anchor held"): [{"l2sp_change": 0.03}],
+    ("08", "every shift costs"): [{"smallest_drop": -1.0}],
+    ("08", "restyled is the mildest"): [{"mildest_transfer": "noisy"}],
+    ("08", "for the transferred model"): [{"worst_transfer": "rotated"}],
+    ("08", "on this draw, both mismatched"): [{"noise_accuracy": 0.56}],
+    ("08", "feature extraction forgets nothing"): [{"frozen_drop": 0.5}, {"tuned_drop": 0.0}],
+    ("09", "LogME orders"): [{"rho": 0.5}, {"best_by_logme": "letters-brief"}],
+}
+
+
+def _parse(text):
+    if text in ("True", "False"):
+        return text == "True"
+    if text in ("nan", "inf", "-inf"):
+        return float(text)
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+def _notebook_claims():
+    """(notebook, statement, call node, committed evidence) of every claim in 01-09."""
+    found = []
+    for path in NOTEBOOKS:
+        for cell in nbformat.read(path, as_version=4).cells:
+            if cell.cell_type != "code" or "claim(" not in cell.source:
+                continue
+            printed = "".join(o.get("text", "") for o in cell.outputs)
+            for node in ast.walk(ast.parse(cell.source)):
+                if not (isinstance(node, ast.Call)
+                        and getattr(node.func, "attr", getattr(node.func, "id", "")) == "claim"):
+                    continue
+                statement = ast.literal_eval(node.args[0])
+                names = [k.arg for k in node.keywords]
+                if not all(isinstance(k.value, ast.Name) and k.value.id == k.arg
+                           for k in node.keywords):
+                    found.append((path.name, statement, node,
+                                  "pass the evidence as name=name, plain variables"))
+                    continue
+                pattern = re.escape(f"claim holds: {statement}") + (
+                    r" \(" + ", ".join(re.escape(n) + " (.*?)" for n in names) + r"\)"
+                    if names else "") + "$"
+                m = re.search(pattern, printed, re.M)
+                found.append((path.name, statement, node,
+                              {n: _parse(v) for n, v in zip(names, m.groups())} if m else
+                              "no committed 'claim holds:' line with these numbers: execute it"))
+    return found
+
+
+CLAIMS = _notebook_claims()
+
+
+def _run(node, values):
+    namespace = {"tk": tk, "np": np, "claim": tk.claim, **values}
+    return eval(compile(ast.Expression(node), "<claim>", "eval"), namespace)
+
+
+def _breaks(notebook, statement):
+    keys = [k for k in BREAKS if notebook.startswith(k[0]) and statement.startswith(k[1])]
+    assert len(keys) == 1, f"{notebook}: give the claim {statement!r} one entry in BREAKS"
+    return BREAKS[keys[0]]
+
+
+@pytest.mark.parametrize("notebook, statement, node, values", CLAIMS,
+                         ids=[f"{c[0][:2]}: {c[1][:40]}" for c in CLAIMS])
+def test_a_notebook_claim_holds_on_its_numbers_and_fails_when_they_change(
+        notebook, statement, node, values, capsys):
+    assert isinstance(values, dict), f"{notebook}, {statement!r}: {values}"
+    assert isinstance(_run(node, values), tk.Claim), "the committed numbers must satisfy it"
+    for change in _breaks(notebook, statement):
+        assert set(change) <= set(values), f"{notebook}: {set(change) - set(values)} not evidence"
+        with pytest.raises(tk.ClaimError, match=r"^claim fails: "):
+            _run(node, {**values, **change})
+
+
+def test_every_notebook_from_01_to_09_but_05_has_claims_and_every_break_is_used():
+    assert {c[0][:2] for c in CLAIMS} >= {f"{i:02d}" for i in range(1, 10)} - {"05"}
+    used = {k for n, s, _, _ in CLAIMS for k in BREAKS if n.startswith(k[0]) and s.startswith(k[1])}
+    assert used == set(BREAKS), f"entries in BREAKS for no claim: {set(BREAKS) - used}"

@@ -12,7 +12,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 BINDER = ROOT / "binder"
 # needed to test or benchmark the kit, not to run its notebooks on Binder
-DEV_ONLY = {"nbclient", "nbformat", "psutil", "pytest", "nbval", "playwright"}
+DEV_ONLY = {"nbclient", "nbformat", "psutil", "pytest", "nbval", "playwright", "hypothesis"}
 # Binder builds CPU-only images: the smaller CPU wheel of the same release
 BINDER_NAME = {"tensorflow": "tensorflow-cpu"}
 

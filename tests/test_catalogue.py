@@ -809,6 +809,14 @@ def test_c63_source_weights_of_another_kit_cnn_on_the_command_line(tmp_path, nar
     assert rows[0]["transfer"].startswith("loaded 0 of 6 backbone layers from narrow.weights.h5")
 
 
+def test_c64_images_too_small_for_the_blocks():
+    """Found by tests/test_fuzz.py: Keras failed deep inside MaxPooling2D."""
+    with pytest.raises(ValueError) as err:
+        tk.build_model(3, input_shape=(2, 2, 1))
+    assert_clear(err, "input_shape=(2, 2, 1) is too small for 3 blocks",
+                 "at least 3x3 pixels (resize them) or fewer widths")
+
+
 # --------------------------------------------------------------------------- interruption
 class InterruptAt(keras.callbacks.Callback):
     """Ctrl-C (Kernel -> Interrupt) arriving after training step ``step`` of epoch ``epoch``."""

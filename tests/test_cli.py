@@ -125,3 +125,47 @@ def test_prepare_all_sources_trains_each_alternative_recipe_once(monkeypatch, ca
         assert weights.is_file() and meta.is_file()
     assert cli.main(["prepare", "--all-sources"]) == 0  # a second time: everything loads
     assert "training it now" not in capsys.readouterr().out
+
+
+def test_names_the_parser_knows_without_keras_match_the_kit():
+    """The parser (and its checks) run before Keras is imported, so they hold copies of a
+    few names; they must stay in step with the kit's own."""
+    from transferkit import checks, models, strategies
+
+    assert cli.ONLINE_NAMES == tuple(online.ONLINE_DATASETS) + tuple(online.BACKBONE_FILES)
+    assert cli.DEFAULT_TIMEOUT == online.DEFAULT_TIMEOUT
+    assert checks.PRESET_NAMES == tuple(sorted(tk.PRESETS))
+    assert strategies.HEAD == models.HEAD
+    assert all(len(p.widths) == len(strategies.DEFAULT_BLOCKS) for p in tk.PRESETS.values())
+    assert tk.block_names(tk.build_model(10)) == list(strategies.DEFAULT_BLOCKS)
+    for s in tk.STRATEGIES.values():
+        assert s.min_epochs() == len(s.phases(tk.block_names(tk.build_model(10))))
+
+
+def test_compare_reports_what_each_strategy_transferred(tmp_path, capsys):
+    tk.set_seed(5)
+    weights = tk.save_weights(tk.build_model(26, name="source"), tmp_path / "src.weights.h5")
+    out = tmp_path / "cmp"
+    assert cli.main(["compare", "--strategies", "scratch", "feature_extraction", "--shots", "1",
+                     "--epochs", "1", "--test-per-class", "2", "--source-weights", str(weights),
+                     "--out", str(out)]) == 0
+    stderr = capsys.readouterr().err
+    assert "scratch: test accuracy" in stderr and "nothing transferred (from scratch)" in stderr
+    assert ("feature_extraction: test accuracy" in stderr and
+            "loaded 6 of 6 backbone layers from src.weights.h5; new: head" in stderr)
+    rows, data = read_outputs(out, "compare")
+    assert [r["transfer"] for r in rows] == ["nothing transferred (from scratch)",
+                                             "loaded 6 of 6 backbone layers from src.weights.h5; "
+                                             "new: head"]
+
+
+def test_an_unexpected_error_is_one_line_naming_its_type(monkeypatch, tmp_path, capsys):
+    def broken(args):
+        raise KeyError("deep inside")
+    monkeypatch.setitem(cli.COMMANDS, "info", broken)
+    assert cli.main(["info"]) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert err == ["transferkit: error: KeyError: 'deep inside' (unexpected; run again with "
+                   "--debug for the traceback)"]
+    with pytest.raises(KeyError):
+        cli.main(["--debug", "info"])

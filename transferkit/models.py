@@ -36,6 +36,11 @@ def build_model(num_classes, input_shape=(IMAGE_SIZE, IMAGE_SIZE, 1), widths=DEF
             or not all(is_integer(w) and w >= 1 for w in widths)):
         raise ValueError(f"widths={widths!r}: give one positive channel count per block, "
                          "e.g. widths=(16, 32, 64)")
+    smallest = _smallest_side(len(widths))
+    if min(shape[:2]) < smallest:
+        raise ValueError(f"input_shape={input_shape!r} is too small for {len(widths)} blocks: "
+                         "the strides and pooling would shrink it to nothing; use images of at "
+                         f"least {smallest}x{smallest} pixels (resize them) or fewer widths")
     inputs = keras.Input(shape=tuple(int(d) for d in shape), name="image")
     x = inputs
     for i, width in enumerate(map(int, widths), start=1):
@@ -49,6 +54,22 @@ def build_model(num_classes, input_shape=(IMAGE_SIZE, IMAGE_SIZE, 1), widths=DEF
     # float32 logits even under mixed precision (gpu preset): a float16 softmax/loss is unstable
     outputs = layers.Dense(int(num_classes), name=HEAD, dtype="float32")(features)
     return keras.Model(inputs, outputs, name=name)
+
+
+def _side_after(side, blocks):
+    """Spatial side after the backbone: block 1 halves (stride 2, 'same'), the middle blocks
+    max-pool (halving, rounding down)."""
+    side = -(-side // 2)
+    for _ in range(max(0, blocks - 2)):
+        side //= 2
+    return side
+
+
+def _smallest_side(blocks):
+    side = 1
+    while _side_after(side, blocks) < 1:
+        side += 1
+    return side
 
 
 def block_names(model):

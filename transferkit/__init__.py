@@ -1,8 +1,10 @@
 """transferkit: a small kit for teaching transfer learning with Keras 3.
 
-Layers, imported one way: environment -> data -> models -> online -> transfer -> strategies
--> training -> {evaluation, features, knowledge, reproducibility, source} -> {failures,
-choosing} -> plots -> lab -> cli.
+Layers, imported one way: checks -> environment -> data -> models -> online -> transfer ->
+strategies -> training -> {evaluation, features, knowledge, reproducibility, source} ->
+{failures, choosing} -> plots -> lab -> cli.  ``checks`` and ``strategies`` need no Keras
+(the command line parses and checks with them before the backend loads); the public names
+are imported in ``_api.py``.
 """
 import sys as _sys
 

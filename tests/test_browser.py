@@ -2,17 +2,28 @@
 
 nbval runs the notebook's cells but has no front end, so it cannot see whether the
 ``tk.StrategyLab`` panel renders and responds.  This test starts JupyterLab on a throw-away
-copy of the notebook, runs all cells in the browser, waits for the panel, presses Run and
-checks that a row is added to the results table and that the plot shows an image.
+copy of the notebook, runs all cells in the browser and then uses the panel as a learner:
+
+- Run: the plot is sampled (pixels, not just the ``<img>`` element) during the run and must
+  show >= 3 different frames; the progress text counts epochs; after "Done" the new run's
+  colour must be drawn inside the axes; exactly one row is added;
+- a double-click on Run adds exactly one row;
+- Stop mid-run: the panel says "Stopped" within 2 s, no row is added, earlier rows are unchanged;
+- Kernel -> Interrupt during a button-started run does the same;
+- with 9 runs (one diverging at learning rate 0.3), screenshots at 1024x768 and 1600x1000:
+  the plot follows the panel's width;
+- the page's console shows no errors.
+Screenshots of every state go to tests/artifacts/.
 
 Needs Debian's ``chromium`` (/usr/bin/chromium) and the ``playwright`` Python package
 (Playwright's own browser download is not used).  Without them the test is skipped, unless
 ``TRANSFERKIT_REQUIRE_BROWSER=1`` (set by .ci/run), in which case it fails.
 
 Selectors follow the panel's DOM contract: root box ``.tk-lab``; strategy selector
-``.widget-toggle-buttons``; Run button ``.tk-lab-run``; results ``.tk-lab-results`` (an HTML
-widget with a ``<table>``, one ``<tbody><tr>`` per finished run); plot ``.tk-lab-plot`` (an
-Output widget that shows an ``<img>`` after a run).
+``.widget-toggle-buttons``; buttons ``.tk-lab-run``, ``.tk-lab-stop``; status line
+``.tk-lab-status``; progress text ``.tk-lab-progress-text``; results ``.tk-lab-results`` (an
+HTML widget with a ``<table>``, one ``<tbody><tr>`` per finished run); plot ``.tk-lab-plot``
+(an ``ipywidgets.Image``: an ``<img>`` whose picture is replaced during a run).
 """
 from __future__ import annotations
 
@@ -49,7 +60,8 @@ SERVER_START_S = 90       # jupyter lab answers /api/status
 KERNEL_IDLE_S = 120       # the notebook is open and its kernel idle
 FIRST_CELL_S = 120        # Run All made progress (one cell finished); else reload and retry
 RUN_ALL_S = 240           # all cells finished, panel shown with at least one row
-RUN_CLICK_S = 60          # pressing Run added a row (the contract says about 30 s)
+RUN_CLICK_S = 60          # pressing Run added a row (a run at the defaults takes ~5-10 s)
+STOP_S = 2.0              # Stop (or Kernel -> Interrupt) acted on: the panel says "Stopped"
 SHUTDOWN_S = 20
 STABLE_S = 2              # a state must hold this long to count (kernel ready, row count)
 LOST_S = 10               # Run All with no cell queued after this long: lost, retry
@@ -57,8 +69,11 @@ LOST_S = 10               # Run All with no cell queued after this long: lost, r
 LAB = ".tk-lab"
 TOGGLES = ".widget-toggle-buttons"
 RUN_BUTTON = ".tk-lab-run"
+STOP_BUTTON = ".tk-lab-stop"
 ROWS = ".tk-lab-results tbody tr"
-PLOT_IMG = ".tk-lab-plot img"
+PLOT_IMG = "img.tk-lab-plot"
+STATUS = ".tk-lab-status"
+PROGRESS = ".tk-lab-progress-text"
 
 # One snapshot of the page's state, for the polling loops below.
 STATE_JS = """() => {
@@ -72,6 +87,10 @@ STATE_JS = """() => {
     lab: !!lab,
     toggles: lab ? lab.querySelectorAll('%(toggles)s').length : 0,
     rows: lab ? lab.querySelectorAll('%(rows)s').length : 0,
+    table: lab ? [...lab.querySelectorAll('%(rows)s')].map(r => r.innerText) : [],
+    status: lab && lab.querySelector('%(status)s') ? lab.querySelector('%(status)s').innerText : '',
+    progress: lab && lab.querySelector('%(progress)s')
+      ? lab.querySelector('%(progress)s').innerText : '',
     imgs: lab ? [...lab.querySelectorAll('%(img)s')]
       .filter(i => i.complete && i.naturalWidth > 0).length : 0,
     plot: lab ? [...lab.querySelectorAll('%(img)s')]            // a short signature
@@ -80,7 +99,8 @@ STATE_JS = """() => {
         '.jp-Notebook .jp-OutputArea-output[data-mime-type="application/vnd.jupyter.stderr"]')]
       .map(o => o.innerText).filter(t => t.includes('Traceback (most recent call last)')),
   };
-}""" % {"lab": LAB, "toggles": TOGGLES, "rows": ROWS, "img": PLOT_IMG}
+}""" % {"lab": LAB, "toggles": TOGGLES, "rows": ROWS, "img": PLOT_IMG, "status": STATUS,
+         "progress": PROGRESS}
 
 # Text of all outputs (for failure messages).
 OUTPUTS_JS = """() => [...document.querySelectorAll('.jp-Notebook .jp-OutputArea-output')]
@@ -351,6 +371,104 @@ def _save_screenshot(page, tmp_path, name):
     return ARTIFACTS / name
 
 
+def _plot_png(page):
+    """The plot as the browser draws it (an element screenshot: real pixels)."""
+    return page.locator(PLOT_IMG).first.screenshot(animations="disabled")
+
+
+def _color_pixels_in_axes(png, color, tolerance=40):
+    """How many pixels of ``color`` lie in the plot's axes area (left of the legend)."""
+    import io
+
+    import numpy as np
+    from matplotlib.colors import to_rgb
+    from PIL import Image
+
+    image = np.asarray(Image.open(io.BytesIO(png)).convert("RGB")).astype(int)
+    axes = image[:, : int(image.shape[1] * 0.76)]    # the legend stands right of 0.78
+    target = np.array(to_rgb(color)) * 255
+    return int((np.abs(axes - target).max(axis=2) <= tolerance).sum())
+
+
+def _rows_added(page, before, what, timeout_s=RUN_CLICK_S):
+    state = _poll(page, lambda s: _raise_on_traceback(s) or (
+        s["rows"] >= before + 1 and "Done" in s["status"]), timeout_s, what)
+    return state
+
+
+def _settled(page, seconds=3.0):
+    """The panel's state after nothing changed for ``seconds`` (a queued second run would
+    have started by then)."""
+    end = time.monotonic() + seconds
+    state = page.evaluate(STATE_JS)
+    while time.monotonic() < end:
+        page.wait_for_timeout(250)
+        now = page.evaluate(STATE_JS)
+        if (now["rows"], now["status"]) != (state["rows"], state["status"]):
+            end = time.monotonic() + seconds
+        state = now
+    return state
+
+
+def _kernel_client(runtime_dir):
+    """A client of the notebook's kernel (the only one the server runs), to set up extra
+    runs as a cell would; its widget messages still go to the page."""
+    from jupyter_client import BlockingKernelClient
+
+    files = sorted(Path(runtime_dir).glob("kernel-*.json"), key=lambda p: p.stat().st_mtime)
+    assert files, f"no kernel connection file in {runtime_dir}"
+    client = BlockingKernelClient(connection_file=str(files[-1]))
+    client.load_connection_file()
+    client.start_channels()
+    client.wait_for_ready(timeout=30)
+    return client
+
+
+def _execute(client, code, timeout_s=240):
+    reply = client.execute_interactive(code, timeout=timeout_s, output_hook=lambda msg: None)
+    assert reply["content"]["status"] == "ok", reply["content"]
+
+
+def _menu(page, menu, item):
+    page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(f"^{menu}$")).first.click()
+    page.locator(".lm-Menu-itemLabel", has_text=re.compile(f"^{item}$")).first.click()
+
+
+def _run_and_watch(page, lab, rows_before, tmp_path):
+    """Press Run and sample the plot's pixels until Done: (frames seen, epochs seen)."""
+    frames, epochs, shot = [], set(), False
+    lab.locator(RUN_BUTTON).first.click()
+    deadline = time.monotonic() + RUN_CLICK_S
+    while True:
+        state = page.evaluate(STATE_JS)
+        _raise_on_traceback(state)
+        if state["rows"] >= rows_before + 1 and "Done" in state["status"]:
+            return state, frames, epochs
+        if state["progress"].startswith("epoch"):
+            epochs.add(state["progress"].split(" ·")[0])
+            png = _plot_png(page)
+            if not frames or png != frames[-1]:
+                frames.append(png)
+            if not shot and len(epochs) >= 4:
+                _save_screenshot(page, tmp_path, "strategy_lab_2_during_run.png")
+                shot = True
+        if time.monotonic() > deadline:
+            raise AssertionError(f"Run did not finish within {RUN_CLICK_S} s; last {state}")
+        page.wait_for_timeout(150)
+
+
+def _stop_mid_run(page, lab, how):
+    """Start a run, wait for epoch 2, stop it (``how``), return seconds until 'Stopped'."""
+    lab.locator(RUN_BUTTON).first.click()
+    _poll(page, lambda s: _raise_on_traceback(s) or re.match(r"epoch ([2-9]|\d\d) of",
+                                                             s["progress"]),
+          RUN_CLICK_S, "a run reached epoch 2")
+    t = time.monotonic()
+    how()
+    _poll(page, lambda s: "Stopped" in s["status"], 15, "the panel says Stopped")
+    return time.monotonic() - t
+
+
 @pytest.mark.browser
 def test_strategy_lab_runs_in_jupyterlab(tmp_path):
     if not CHROMIUM.exists():
@@ -360,6 +478,7 @@ def test_strategy_lab_runs_in_jupyterlab(tmp_path):
     except ImportError:
         _unavailable("the playwright package is not installed (pip install playwright)")
     assert NOTEBOOK.is_file(), f"the notebook under test, {NOTEBOOK}, is missing"
+    from transferkit.plots import run_color
 
     # Evidence left by an earlier run would be mistaken for this one's.
     for stale in ARTIFACTS.glob("strategy_lab*"):
@@ -371,15 +490,19 @@ def test_strategy_lab_runs_in_jupyterlab(tmp_path):
     runs = _copy_without_outputs(NOTEBOOK, root / name)
     token = secrets.token_hex(24)
     log_path = tmp_path / "jupyter.log"
+    console = []
 
     t0 = time.monotonic()
     proc, base = _start_server(tmp_path / "jupyter", root, token, log_path)
+    client = None
     try:
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS,
                                          headless=True)
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             page.on("dialog", lambda dialog: dialog.accept())   # "leave page?" on reload
+            page.on("console", lambda m: m.type == "error" and console.append(m.text))
+            page.on("pageerror", lambda e: console.append(f"page error: {e}"))
             try:
                 page.goto(f"{base}/lab/tree/{name}?token={token}",
                           timeout=KERNEL_IDLE_S * 1000)
@@ -407,32 +530,85 @@ def test_strategy_lab_runs_in_jupyterlab(tmp_path):
 
                 lab = page.locator(LAB).first
                 lab.scroll_into_view_if_needed()
-                toggles = lab.locator(TOGGLES).first
-                toggles.wait_for(state="visible", timeout=10_000)
+                lab.locator(TOGGLES).first.wait_for(state="visible", timeout=10_000)
                 before = page.evaluate(STATE_JS)
-                rows_before, plot_before = before["rows"], before["plot"]
-                assert rows_before >= 1 and rows_before == lab.locator(ROWS).count()
+                rows, table = before["rows"], before["table"]
+                assert rows >= 1 and rows == lab.locator(ROWS).count()
+                _save_screenshot(page, tmp_path, "strategy_lab_1_ready.png")
 
+                # 1. Run: the plot changes during the run, the finished run is drawn.
+                color = run_color(rows)           # the new run's colour
+                plot_before = _plot_png(page)
                 t_click = time.monotonic()
-                lab.locator(RUN_BUTTON).first.click()
-                state = _poll(page, lambda s: _raise_on_traceback(s) or
-                              s["rows"] >= rows_before + 1, RUN_CLICK_S,
-                              f"Run pressed: more than {rows_before} rows")
-                click_s = time.monotonic() - t_click
-                assert state["rows"] == rows_before + 1, \
-                    f"one Run added {state['rows'] - rows_before} rows"
-                _poll(page, lambda s: s["imgs"] >= 1 and s["plot"] != plot_before, 30,
-                      "a new, loaded <img> in the .tk-lab-plot output")
+                state, frames, epochs = _run_and_watch(page, lab, rows, tmp_path)
+                run_s = time.monotonic() - t_click
+                assert state["rows"] == rows + 1, f"one Run added {state['rows'] - rows} rows"
+                assert state["table"][:rows] == table, "earlier rows changed"
+                assert len(set(frames)) >= 3, \
+                    f"the plot showed {len(set(frames))} different frames during the run " \
+                    f"(progress seen: {sorted(epochs)})"
+                assert len(epochs) >= 3, f"progress did not count epochs: {sorted(epochs)}"
+                page.wait_for_timeout(500)
+                plot_after = _plot_png(page)
+                drawn_before = _color_pixels_in_axes(plot_before, color)
+                drawn_after = _color_pixels_in_axes(plot_after, color)
+                assert drawn_after >= 150 and drawn_after > 5 * drawn_before + 50, \
+                    f"the finished run ({color}) is not drawn in the axes: " \
+                    f"{drawn_before} -> {drawn_after} pixels"
+                _save_screenshot(page, tmp_path, "strategy_lab_3_done.png")
+                rows, table = state["rows"], state["table"]
+                print(f"Run: {run_s:.1f} s, {len(set(frames))} frames, progress {sorted(epochs)}"
+                      f", run colour {color}: {drawn_before} -> {drawn_after} px")
 
-                lab.scroll_into_view_if_needed()
-                shot = _save_screenshot(page, tmp_path, SCREENSHOT)
-                print(f"rows {rows_before} -> {state['rows']}; Run took {click_s:.1f} s; "
-                      f"total {time.monotonic() - t0:.1f} s; screenshot {shot}")
+                # 2. A double-click trains once.
+                lab.locator(RUN_BUTTON).first.dblclick()
+                _rows_added(page, rows, "double-click: a run finished")
+                state = _settled(page)
+                assert state["rows"] == rows + 1, \
+                    f"a double-click on Run added {state['rows'] - rows} rows"
+                assert state["table"][:rows] == table
+                rows, table = state["rows"], state["table"]
+
+                # 3. Stop mid-run: acted on at once, nothing added, earlier rows intact.
+                stop_s = _stop_mid_run(page, lab, lambda: lab.locator(STOP_BUTTON).first.click())
+                _save_screenshot(page, tmp_path, "strategy_lab_4_stopped.png")
+                state = _settled(page)
+                assert stop_s <= STOP_S, f"Stop took {stop_s:.1f} s to act"
+                assert state["rows"] == rows and state["table"] == table
+                # 4. Kernel -> Interrupt does the same for a run started by the button.
+                interrupt_s = _stop_mid_run(page, lab,
+                                            lambda: _menu(page, "Kernel", "Interrupt Kernel"))
+                state = _settled(page)
+                assert interrupt_s <= STOP_S, f"Interrupt took {interrupt_s:.1f} s to act"
+                assert state["rows"] == rows and state["table"] == table
+                print(f"Stop acted on in {stop_s:.2f} s, Kernel -> Interrupt in "
+                      f"{interrupt_s:.2f} s")
+
+                # 5. Nine runs, one diverging, at two window sizes.
+                client = _kernel_client(tmp_path / "jupyter" / "runtime")
+                extra = [("gradual_unfreezing", 1e-2), ("discriminative", 1e-2),
+                         ("fine_tune_all", 1e-2), ("scratch", 0.3)][: max(0, 9 - rows)]
+                _execute(client, f"for s, lr in {extra!r}:\n"
+                                 "    lab.run(strategy=s, learning_rate=lr, epochs=4)\n")
+                state = _poll(page, lambda s: s["rows"] >= 9, 30, "nine rows")
+                widths = {}
+                for width, height in ((1024, 768), (1600, 1000)):
+                    page.set_viewport_size({"width": width, "height": height})
+                    page.wait_for_timeout(1000)
+                    lab.locator(PLOT_IMG).first.scroll_into_view_if_needed()
+                    widths[width] = lab.locator(PLOT_IMG).first.bounding_box()["width"]
+                    _save_screenshot(page, tmp_path, f"strategy_lab_9runs_{width}x{height}.png")
+                    lab.screenshot(path=str(ARTIFACTS / f"strategy_lab_panel_{width}x{height}.png"))
+                assert widths[1600] > 1.3 * widths[1024], f"the plot keeps its width: {widths}"
+                print(f"plot width: {widths}; total {time.monotonic() - t0:.1f} s")
+
+                assert not console, "the page's console shows errors:\n" + "\n".join(console)
             except BaseException:
                 # Evidence for CI: screenshot, cell outputs, server log (also in artifacts/).
                 try:
                     _save_screenshot(page, tmp_path, "strategy_lab_failure.png")
                     print("notebook outputs at failure:\n", page.evaluate(OUTPUTS_JS)[-6000:])
+                    print("console errors:", console)
                 except Exception:
                     pass
                 print("jupyter log tail:\n", _tail(log_path))
@@ -445,4 +621,6 @@ def test_strategy_lab_runs_in_jupyterlab(tmp_path):
             finally:
                 browser.close()
     finally:
+        if client is not None:
+            client.stop_channels()
         _stop_server(proc, base, token)

@@ -33,7 +33,7 @@ NUMERIC = {"run", "shots", "learning rate", "epochs", "seed", "test accuracy", "
            "trainable params", "seconds"}
 SETTINGS = ("strategy", "shots", "learning_rate", "epochs", "seed")
 FRAME_INTERVAL = 0.5          # seconds between plot frames, at least (and >= 10x a frame's cost)
-PLOT = {"figsize": (9.6, 3.4), "dpi": 100}   # rendered size; the panel scales it to its width
+PLOT = {"figsize": (10, 3.4), "dpi": 96}   # rendered size; the panel scales it to its width
 BUSY = "A run is in progress: this click was ignored; press Stop to end the run first."
 
 
@@ -249,7 +249,8 @@ class StrategyLab:
         per_phase = split_epochs(phases, epochs)
         plan = SimpleNamespace(strategy=strategy, train=train, shots=shots, seed=seed,
                                epochs=epochs, learning_rate=float(self.learning_rate.value),
-                               label=f"{strategy.title} ({shots} shots)",
+                               label=f"{len(self.histories) + 1} · {strategy.title}, "
+                                     f"{shots} shots, lr {lr_text(self.learning_rate.value)}",
                                started=time.perf_counter())
         self._switch = StopSwitch()
         self.curves = LiveCurves(plan.label, previous=list(self.histories),
@@ -412,7 +413,7 @@ class StrategyLab:
             order.sort(key=lambda i: -self.results[i]["accuracy"])
         best = max(order, key=lambda i: self.results[i]["accuracy"]) if order else None
         cols = ("run",) + COLUMNS
-        cell = "padding:3px 10px;border-bottom:1px solid #ddd;"
+        cell = "padding:3px 8px;border-bottom:1px solid #ddd;white-space:nowrap;"
         head = "".join(
             f'<th style="{cell}border-bottom:2px solid #888;text-align:'
             f'{"right" if c in NUMERIC else "left"}">{c}</th>' for c in cols)
@@ -423,7 +424,7 @@ class StrategyLab:
                       f'background:{run_color(i)};margin-right:4px"></span>{i + 1}')
             values = [swatch] + [html.escape(v) for v in self._cells(r)]
             if i == best:
-                values[6] += " ★ best"
+                values[6] = "★ " + values[6]
             shade = "#e8f5e9" if i == best else ("#f7f7f7" if n % 2 else "white")
             weight = "font-weight:600;" if i == best else ""
             tds = "".join(
@@ -431,9 +432,10 @@ class StrategyLab:
                 f"{v}</td>" for c, v in zip(cols, values))
             body.append(f'<tr style="background:{shade}">{tds}</tr>')
         self.table.value = (
-            '<table style="border-collapse:collapse;font-variant-numeric:tabular-nums;'
-            f'font-size:13px"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody>'
-            "</table>")
+            '<div style="overflow-x:auto"><table style="border-collapse:collapse;'
+            'font-variant-numeric:tabular-nums;font-size:13px"><thead><tr>'
+            f'{head}</tr></thead><tbody>{"".join(body)}</tbody></table></div>'
+            '<div style="color:#555;font-size:12px">★ best test accuracy so far</div>')
 
 
 def _ipython():

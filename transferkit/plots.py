@@ -12,7 +12,8 @@ from .training import METRICS, RunHistory
 # Twelve distinct run colours; run i keeps colour i for as long as it is on the plot.
 COLORS = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown",
           "tab:pink", "tab:gray", "tab:olive", "tab:cyan", "navy", "darkgoldenrod")
-CLIP_FACTOR = 2.0  # the loss axis ends at this multiple of the median run's highest loss
+MIN_AXES_RIGHT = 0.55  # the legend beside the axes may take at most the figure's right 45 %
+CLIP_FACTOR = 3.0  # the loss axis ends at this multiple of the median run's highest loss
 
 
 def run_color(i):
@@ -100,13 +101,14 @@ def _draw(fig, histories, xmax=None, loss_top=None, tight=True, label_phases_of=
                         label=f"{h.label} (validation)")
         for n, (name, start) in enumerate(h.phases[1:]):
             _phase_marker(axes, name if i == labelled else None, start, color, row=n)
-        mark = "  (loss above the axis)" if i in clipped else ""
+        mark = " ↑" if i in clipped else ""
         handles.append(Line2D([], [], color=color, linewidth=2, label=h.label + mark))
     for ax, metric, ylabel in zip(axes, ("loss", "accuracy"),
                                   ("cross-entropy loss", "accuracy")):
-        ax.set_xlabel("epoch")
-        ax.set_ylabel(ylabel)
-        ax.set_title(metric)
+        ax.set_xlabel("epoch", fontsize=10)
+        ax.set_ylabel(ylabel, fontsize=10)
+        ax.set_title(metric, fontsize=11)
+        ax.tick_params(labelsize=9)
         ax.grid(alpha=0.3)
         if xmax:
             ax.set_xlim(0.5, xmax + 0.5)
@@ -114,18 +116,32 @@ def _draw(fig, histories, xmax=None, loss_top=None, tight=True, label_phases_of=
     if loss_top:
         axes[0].set_ylim(0, loss_top)
     if clipped:
-        axes[0].set_title(f"loss (axis cut at {loss_top:.2g}: {len(clipped)} run"
-                          f"{'s' if len(clipped) > 1 else ''} above)", fontsize=9)
+        axes[0].set_title(f"loss (cut at {loss_top:.2g}; ↑ = run above it)", fontsize=10)
     if histories:
         handles += [Line2D([], [], color="0.3", label="training"),
                     Line2D([], [], color="0.3", linestyle="--", label="validation")]
-        fig.legend(handles=handles, loc="center left", bbox_to_anchor=(0.78, 0.5),
-                   fontsize=8, frameon=False, handlelength=1.8)
-    if tight:
-        fig.tight_layout(rect=(0, 0, 0.78, 1))
+        legend = fig.legend(handles=handles, loc="center right", bbox_to_anchor=(0.995, 0.5),
+                            fontsize=9 if len(handles) <= 12 else 8, frameon=False,
+                            handlelength=1.6, labelspacing=0.3)
+        # the axes end where the legend begins: long labels take room from the axes, never
+        # print over them or past the figure's edge
+        width = legend.get_window_extent(_renderer(fig)).width / fig.bbox.width
+        right = max(MIN_AXES_RIGHT, 0.985 - width)
     else:
-        fig.subplots_adjust(left=0.06, right=0.77, bottom=0.15, top=0.89, wspace=0.22)
+        right = 0.99
+    if tight:
+        fig.tight_layout(rect=(0, 0, right, 1))
+    else:
+        fig.subplots_adjust(left=0.06, right=right - 0.01, bottom=0.15, top=0.89, wspace=0.25)
     return fig
+
+
+def _renderer(fig):
+    """A renderer to measure text with (figures made with ``Figure()`` have none yet)."""
+    if not hasattr(fig.canvas, "get_renderer"):
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        FigureCanvasAgg(fig)
+    return fig.canvas.get_renderer()
 
 
 def _phase_marker(axes, name, start, color, animated=False, row=0):

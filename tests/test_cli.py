@@ -169,3 +169,16 @@ def test_an_unexpected_error_is_one_line_naming_its_type(monkeypatch, tmp_path, 
                    "--debug for the traceback)"]
     with pytest.raises(KeyError):
         cli.main(["--debug", "info"])
+
+
+def test_the_lazy_package_hands_out_the_public_names(monkeypatch):
+    """Under ``python -m transferkit`` the package loads lazily: its module __getattr__
+    gives the public names on first use (it once recursed while importing them)."""
+    import transferkit
+
+    monkeypatch.delattr(transferkit, "_api")  # as before the first use, in a lazy package
+    assert transferkit.__getattr__("few_shot") is tk.few_shot
+    assert transferkit.__getattr__("StrategyRun") is tk.StrategyRun
+    for missing in ("nope", "_api", "__wrapped__"):
+        with pytest.raises(AttributeError):
+            transferkit.__getattr__(missing)

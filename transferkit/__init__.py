@@ -13,9 +13,11 @@ __version__ = "0.1.0"
 
 def __getattr__(name):
     """The public names, imported on first use when the package was loaded lazily."""
-    if name.startswith("__"):
+    if name.startswith("__") or name == "_api":
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    from . import _api
+    import importlib
+
+    _api = importlib.import_module(f"{__name__}._api")  # not `from . import`: it asks here first
     try:
         return getattr(_api, name)
     except AttributeError:

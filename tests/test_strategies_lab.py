@@ -299,3 +299,15 @@ def test_twelve_runs_legend_beside_the_axes_in_their_own_colours():
     assert legend.x1 <= fig.bbox.x1 + 1 and legend.y1 <= fig.bbox.y1 + 1
     colors = [line.get_color() for line in fig.axes[0].get_lines()[:12]]
     assert colors == [run_color(i) for i in range(12)] and len(set(colors)) == 12
+
+
+def test_epochs_slider_starts_at_one_epoch_per_phase_and_the_table_says_what_transferred(lab):
+    lab.epochs.value = 2
+    lab.strategy.value = "gradual_unfreezing"          # 4 phases: 4 epochs at least
+    assert lab.epochs.min == 4 and lab.epochs.value == 4 and "raised to 4" in lab.message
+    assert lab.run(epochs=2) is None and "epochs=2 is out of range" in lab.message
+    row = lab.run(strategy="feature_extraction", epochs=2)
+    assert lab.epochs.min == 2 and row["transferred"] == "6 of 6 layers"
+    assert "loaded 6 of 6 backbone layers" in lab.message
+    assert lab.run(strategy="scratch")["transferred"] == "none"
+    assert "6 of 6 layers" in lab.table_text() and "none" in lab.table.value

@@ -28,7 +28,7 @@ from .training import StopSwitch, evaluate, run_strategy
 from .transfer import param_summary
 
 COLUMNS = ("strategy", "shots", "learning rate", "epochs", "seed", "test accuracy",
-           "macro F1", "trainable params", "seconds")
+           "macro F1", "trainable params", "transferred", "seconds")
 NUMERIC = {"run", "shots", "learning rate", "epochs", "seed", "test accuracy", "macro F1",
            "trainable params", "seconds"}
 SETTINGS = ("strategy", "shots", "learning_rate", "epochs", "seed")
@@ -133,6 +133,7 @@ class StrategyLab:
         self.stop_button.on_click(lambda _: self.stop())
         self.clear_button.on_click(lambda _: self.clear())
         self.sort.observe(lambda _: self._render_table(), "value")
+        self.strategy.observe(self._epochs_floor, "value")
         self.results, self.histories = [], []
         self.curves = None
         self.last_model = None      # the model of the latest run, also a stopped one
@@ -151,6 +152,7 @@ class StrategyLab:
         self.widget = w.VBox([controls, self.plot, self.table],
                              layout=w.Layout(width="100%"))
         self.widget.add_class("tk-lab")
+        self._epochs_floor()
         self._render_table()
         self._redraw()
 
@@ -232,11 +234,12 @@ class StrategyLab:
                 self._say(BUSY.replace("this click", "this request"), "error")
                 return None
             try:
-                for name, value in settings.items():
+                for name in settings:
                     if name not in SETTINGS:
                         raise ValueError(f"unknown setting {name!r}; use one of "
                                          f"{', '.join(SETTINGS)}")
-                    self._set(name, value)
+                for name in sorted(settings, key=SETTINGS.index):  # strategy first: it
+                    self._set(name, settings[name])                 # sets the fewest epochs
                 strategy = get_strategy(self.strategy.value)
                 shots, seed = int(self.shots.value), int(self.seed.value)
                 train = few_shot(self.task.train, shots, seed)
@@ -293,19 +296,19 @@ class StrategyLab:
             return self._failed(f"The run failed: {type(error).__name__}: {error}")
         result.history.label = plan.label
         self.histories.append(result.history)
-        transfer = getattr(result, "transfer", None)
         row = {"strategy": plan.strategy.title, "shots": plan.shots,
                "learning_rate": plan.learning_rate, "epochs": plan.epochs, "seed": plan.seed,
                "accuracy": scores.accuracy, "macro_f1": scores.f1,
                "trainable_params": param_summary(result.model).trainable,
-               "transferred_layers": len(transfer.loaded) if transfer is not None else 0,
+               "transferred": _transferred(result.transfer),
                "seconds": time.perf_counter() - plan.started}
         self.results.append(row)
         self._render_table()
         self.curves.final_frame(self.histories)
         self._show_progress(1.0, f"done: {plan.epochs} epochs in {row['seconds']:.1f} s",
                             "success")
-        self._say(f"Done: {plan.strategy.title}, test accuracy {scores.accuracy:.1%}.", "ok")
+        self._say(f"Done: {plan.strategy.title}, test accuracy {scores.accuracy:.1%}; "
+                  f"{result.describe_transfer()}.", "ok")
         return row
 
     def _not_added(self, epochs_done, interrupt=False):
@@ -353,6 +356,16 @@ class StrategyLab:
             kernel.saved_sigint_handler = on_sigint
 
     # -- display -------------------------------------------------------------------------
+    def _epochs_floor(self, _change=None):
+        """Every phase of a strategy needs an epoch: the slider starts at the fewest it can
+        run (gradual unfreezing: 4), and says so when it had to move up."""
+        strategy = get_strategy(self.strategy.value)
+        low = max(2, strategy.min_epochs())
+        raised = self.epochs.value < low
+        self.epochs.min = low
+        if raised:
+            self._say(f"epochs raised to {low}: {strategy.title} needs one per phase.")
+
     def _show_frame(self, png):
         self.plot.value = png
         self.frames += 1
@@ -403,7 +416,7 @@ class StrategyLab:
     def _cells(r):
         return [r["strategy"], str(r["shots"]), lr_text(r["learning_rate"]), str(r["epochs"]),
                 str(r["seed"]), f"{r['accuracy']:.1%}", f"{r['macro_f1']:.1%}",
-                f"{r['trainable_params']:,}", f"{r['seconds']:.1f}"]
+                f"{r['trainable_params']:,}", r["transferred"], f"{r['seconds']:.1f}"]
 
     def _render_table(self):
         """Aligned columns (numbers right), stripes, the run's colour, the best run marked;
@@ -436,6 +449,13 @@ class StrategyLab:
             'font-variant-numeric:tabular-nums;font-size:13px"><thead><tr>'
             f'{head}</tr></thead><tbody>{"".join(body)}</tbody></table></div>'
             '<div style="color:#555;font-size:12px">★ best test accuracy so far</div>')
+
+
+def _transferred(report):
+    """The table's 'transferred' cell: backbone layers loaded from the source, or none."""
+    if report is None:
+        return "none"
+    return f"{sum(n in report.loaded for n in report.backbone)} of {len(report.backbone)} layers"
 
 
 def _ipython():

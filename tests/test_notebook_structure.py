@@ -73,8 +73,6 @@ def test_outputs_are_executed_readable_and_error_free(path):
 # 01-09), and the prose quotes no number that the notebook does not print or cite.
 
 CLAIMED = [p for p in NOTEBOOKS if "01" <= p.name[:2] <= "09"]
-# 05's claim comes with the strategy lab's rework; strict: once it is there, drop this mark.
-CLAIM_PENDING = {"05_strategy_lab.ipynb"}
 
 
 def _claim_calls(source):
@@ -96,9 +94,7 @@ def _output_text(cell):
     return "".join(parts)
 
 
-@pytest.mark.parametrize("path", [
-    pytest.param(p, marks=pytest.mark.xfail(strict=True, reason="05's claim: strategy lab rework"))
-    if p.name in CLAIM_PENDING else p for p in CLAIMED], ids=[p.name for p in CLAIMED])
+@pytest.mark.parametrize("path", CLAIMED, ids=[p.name for p in CLAIMED])
 def test_a_lesson_asserts_its_conclusions_with_claims(path):
     claim_cells = [c for c in _cells(path) if c.cell_type == "code" and _claim_calls(c.source)]
     assert claim_cells, f"{path.name}: no code cell calls tk.claim(...)"

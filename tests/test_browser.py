@@ -87,10 +87,13 @@ STATE_JS = """() => {
     lab: !!lab,
     toggles: lab ? lab.querySelectorAll('%(toggles)s').length : 0,
     rows: lab ? lab.querySelectorAll('%(rows)s').length : 0,
-    table: lab ? [...lab.querySelectorAll('%(rows)s')].map(r => r.innerText) : [],
-    status: lab && lab.querySelector('%(status)s') ? lab.querySelector('%(status)s').innerText : '',
+    // textContent, not innerText: JupyterLab skips rendering cells out of view, and
+    // innerText of an unrendered element is empty
+    table: lab ? [...lab.querySelectorAll('%(rows)s')].map(r => r.textContent) : [],
+    status: lab && lab.querySelector('%(status)s')
+      ? lab.querySelector('%(status)s').textContent : '',
     progress: lab && lab.querySelector('%(progress)s')
-      ? lab.querySelector('%(progress)s').innerText : '',
+      ? lab.querySelector('%(progress)s').textContent : '',
     imgs: lab ? [...lab.querySelectorAll('%(img)s')]
       .filter(i => i.complete && i.naturalWidth > 0).length : 0,
     plot: lab ? [...lab.querySelectorAll('%(img)s')]            // a short signature

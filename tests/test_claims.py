@@ -172,3 +172,13 @@ def test_every_notebook_from_01_to_09_has_claims_and_every_break_is_used():
     assert {c[0][:2] for c in CLAIMS} >= {f"{i:02d}" for i in range(1, 10)}
     used = {k for n, s, _, _ in CLAIMS for k in BREAKS if n.startswith(k[0]) and s.startswith(k[1])}
     assert used == set(BREAKS), f"entries in BREAKS for no claim: {set(BREAKS) - used}"
+
+
+def test_a_claim_shows_only_its_printed_line_in_a_notebook():
+    """A cell ending in tk.claim(...) must show the same under nbclient and nbval: the line,
+    no repr (IPython's display hook publishes nothing for an object that displays itself
+    as nothing)."""
+    from IPython.core.formatters import DisplayFormatter
+
+    held = tk.claim("one is less than two", 1 < 2, one=1, two=2)
+    assert DisplayFormatter().format(held) == ({}, {})

@@ -63,6 +63,11 @@ class Claim:
     def __str__(self):
         return self.line
 
+    def _ipython_display_(self):
+        """Nothing: ``claim()`` printed the line already.  Without this a cell ending in a
+        claim also shows its repr -- or not, depending on who runs it: a trailing ';' hides
+        it under nbclient but not under nbval, whose strict comparison then fails."""
+
 
 class ClaimError(AssertionError):
     """A claim that does not hold; the message names the statement and its numbers."""

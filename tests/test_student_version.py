@@ -41,26 +41,29 @@ def built(tmp_path_factory):
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=NAMES)
-def test_teacher_notebook_tags_one_exercise_self_check_and_solution_in_order(path):
+def test_teacher_notebook_tags_each_exercise_self_check_and_solution_in_order(path):
     nb = _read(path)
     index = {tag: [i for i, c in enumerate(nb["cells"]) if tag in c.get("metadata", {}).get("tags", [])]
              for tag in ("exercise", "self-check", "solution")}
-    assert all(len(v) == 1 for v in index.values()), f"{path.name}: {index}"
-    assert index["exercise"][0] < index["self-check"][0] < index["solution"][0]
-    assert "Not answered yet" in "".join(nb["cells"][index["self-check"][0]]["source"])
+    assert index["exercise"] and len({len(v) for v in index.values()}) == 1, f"{path.name}: {index}"
+    order = [i for triple in zip(index["exercise"], index["self-check"], index["solution"]) for i in triple]
+    assert order == sorted(order), f"{path.name}: exercise, self-check, solution, in turn: {index}"
+    for i in index["self-check"]:
+        assert "Not answered yet" in "".join(nb["cells"][i]["source"])
 
 
 @pytest.mark.parametrize("name", NAMES)
 def test_student_version_has_no_solution(built, name):
     teacher, student = built[name]
-    solution = "".join(_tagged(teacher, "solution")[0]["source"])
-    assert "```python" in solution, "the teacher's version holds the worked solution"
+    solutions = ["".join(c["source"]) for c in _tagged(teacher, "solution")]
+    assert solutions and all("```python" in s for s in solutions), "the teacher's version holds the worked solutions"
     assert not _tagged(student, "solution")
     text = json.dumps(student, ensure_ascii=False)
     assert "<details>" not in text and "summary>Solution" not in text
-    code = solution.split("```python", 1)[1].split("```", 1)[0].strip()
-    assert code and code not in text, f"{name}: the solution's code is still in the student version"
-    assert len(student["cells"]) == len(teacher["cells"]) - 1
+    for solution in solutions:
+        code = solution.split("```python", 1)[1].split("```", 1)[0].strip()
+        assert code and code not in text, f"{name}: a solution's code is still in the student version"
+    assert len(student["cells"]) == len(teacher["cells"]) - len(solutions)
     assert student["metadata"]["transferkit"] == {"version": "student"}
 
 
@@ -68,9 +71,10 @@ def test_student_version_has_no_solution(built, name):
 def test_student_version_keeps_exercise_and_self_check_with_cleared_outputs(built, name):
     teacher, student = built[name]
     for tag in ("exercise", "self-check"):
-        (t,), (s,) = _tagged(teacher, tag), _tagged(student, tag)
-        assert (s["id"], s["source"]) == (t["id"], t["source"])
-        assert s["outputs"] == [] and s["execution_count"] is None
+        assert len(_tagged(student, tag)) == len(_tagged(teacher, tag))
+        for t, s in zip(_tagged(teacher, tag), _tagged(student, tag)):
+            assert (s["id"], s["source"]) == (t["id"], t["source"])
+            assert s["outputs"] == [] and s["execution_count"] is None
     # every other output (figures, tables) stays, so learners can read before running
     kept = [(c["id"], c.get("outputs")) for c in teacher["cells"]
             if not {"exercise", "self-check", "solution"} & set(c.get("metadata", {}).get("tags", []))]

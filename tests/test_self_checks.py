@@ -149,3 +149,77 @@ def test_04_accepts_the_recomputed_accuracy():
 def test_04_without_an_answer_trains_nothing():
     said, kit = _check_04(None)
     assert said.startswith("Not answered yet") and kit.fine_tune_options is None
+
+
+# ------------------------------------------------------------------ 08: clean + noisy training
+class _FakeShiftKit:
+    """The tk calls of 08's self-check; the recomputed recipe scores `accuracy`."""
+
+    Dataset = staticmethod(lambda x, y, names, name="": SimpleNamespace(x=x, y=y, class_names=names))
+
+    def __init__(self, accuracy, before=0.124):
+        self.accuracy, self.before, self.trained_on = accuracy, before, None
+
+    def shift(self, data, kind):
+        assert kind == "noisy"
+        return SimpleNamespace(x=data.x + 1, y=data.y, class_names=data.class_names)
+
+    def run_strategy(self, strategy, data, val, num_classes, **settings):
+        self.trained_on = (strategy, len(data.y), settings)
+        return SimpleNamespace(model="recomputed")
+
+    def evaluate(self, model, test):
+        return SimpleNamespace(accuracy=self.accuracy if model == "recomputed" else self.before)
+
+
+def _check_08(noisy_accuracy, recomputed=0.155):
+    check = next(c.source for c in _cells("08_when_transfer_fails.ipynb")
+                 if "self-check" in c.metadata.get("tags", []))
+    kit = _FakeShiftKit(recomputed)
+    train = SimpleNamespace(x=np.zeros(100), y=np.arange(100) % 10, class_names=tuple("0123456789"))
+    namespace = {"tk": kit, "np": np, "noisy_accuracy": noisy_accuracy, "train": train,
+                 "target": SimpleNamespace(val=None, test=train), "scratch": SimpleNamespace(model="clean"),
+                 "settings": {"epochs": 12, "learning_rate": 1e-2, "seed": 0}}
+    return _run(check, namespace), kit
+
+
+@pytest.mark.parametrize("wrong", [0.99, 0.5, 0.124])
+def test_08_rejects_an_accuracy_that_is_not_the_recipes(wrong):
+    """The old check accepted any value above the clean-only model's accuracy (0.99 among them)."""
+    said, kit = _check_08(wrong)
+    assert said.startswith("Not quite"), said
+    assert kit.trained_on == ("scratch", 200, {"epochs": 12, "learning_rate": 1e-2, "seed": 0})
+
+
+def test_08_accepts_the_recomputed_accuracy():
+    said, _ = _check_08(0.155)
+    assert said.startswith("Correct") and "up from" in said
+
+
+def test_08_without_an_answer_trains_nothing():
+    said, kit = _check_08(None)
+    assert said.startswith("Not answered yet") and kit.trained_on is None
+
+
+# ------------------------------------------------------------------ 03, exercise 1: what trains
+@pytest.mark.parametrize("frozen, answer, verdict", [
+    (["block1", "block2"], "right", "Correct"),
+    (["block1", "block2", "block3"], "right", "Not quite"),   # the old check accepted this one
+    ([], "right", "Not quite"),
+    (["block1", "block2"], 650, "Not quite"),
+    (["block1", "block2"], None, "Not answered yet"),
+])
+def test_03_counts_trainable_parameters_of_the_asked_freezing(frozen, answer, verdict):
+    import transferkit as tk
+
+    check = next(c.source for c in _cells("03_freezing.ipynb")
+                 if "self-check" in c.metadata.get("tags", []) and "exercise_model" in c.source)
+    transferred_model = lambda: tk.build_model(10, name="target")   # counts need no source weights
+    exercise_model = transferred_model()
+    if frozen:
+        tk.freeze(exercise_model, blocks=frozen)
+    if answer == "right":
+        answer = tk.param_summary(exercise_model).trainable
+    namespace = {"tk": tk, "np": np, "transferred_model": transferred_model,
+                 "exercise_model": exercise_model, "answer": answer}
+    assert _run(check, namespace).startswith(verdict)

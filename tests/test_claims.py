@@ -80,6 +80,10 @@ BREAKS = {
     ("01", "the source model reads test letters"): [{"test_accuracy": 0.3}],
     ("02", "the six backbone layers loaded"): [{"identical": False}, {"loaded": 5},
                                                 {"skipped": "block3_conv, head"}],
+    ("02", "matching by order loaded"): [{"extra_got": "random start"},
+                                         {"block3_by_order": "block3_conv"}],
+    ("02", "matching by name loaded"): [{"block3_by_name": "random start"},
+                                        {"extra_reported": False}],
     ("03", "compiled again, fit leaves"): [{"backbone_change": 0.01}, {"head_change": 0.0}],
     ("03", "a frozen BatchNorm layer"): [{"frozen_moved": 0.001}, {"trainable_moved": 0.0}],
     ("03", "feature extraction on 100 images"): [{"fe_accuracy": 0.45}],
@@ -98,6 +102,8 @@ BREAKS = {
     ("08", "for the transferred model"): [{"worst_transfer": "rotated"}],
     ("08", "on this draw, both mismatched"): [{"noise_accuracy": 0.56}],
     ("08", "feature extraction forgets nothing"): [{"frozen_drop": 0.5}, {"tuned_drop": 0.0}],
+    ("09", "on the balanced test set"): [{"balanced_gap": 0.02}],
+    ("09", "on the skewed set"): [{"trivial_accuracy": 0.4}, {"trivial_f1": 0.3}],
     ("09", "LogME orders"): [{"rho": 0.5}, {"best_by_logme": "letters-brief"}],
 }
 

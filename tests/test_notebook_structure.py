@@ -42,9 +42,30 @@ def test_objectives_recap_and_a_self_checking_exercise(path):
     assert "In this notebook you will" in text
     assert re.search(r"^#+ .*Recap", text, re.M), "a Recap section"
     assert re.search(r"^#+ .*Exercise", text, re.M), "an Exercise section"
-    assert "<details>" in text and "Solution" in text, "a hidden solution"
+    solutions = [c for c in _cells(path) if "solution" in c.metadata.get("tags", [])]
+    assert solutions and all("Solution" in c.source for c in solutions), (
+        "a solution cell per exercise, tagged 'solution' (tools/student_version.py drops it)")
     code = "\n".join(c.source for c in _cells(path) if c.cell_type == "code")
     assert "Not answered yet" in code, "a self-check cell that reacts to the placeholder"
+
+
+MACHINE_DEPENDENT = ("tk.source_model(", "tk.describe_device(", "tk.numerics_fingerprint(",
+                     "tk.try_online(", "tk.StrategyLab(")
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=NAMES)
+def test_nbval_markers_are_cell_tags_not_comments(path):
+    """Testing machinery stays out of learners' sight: nbval reads its markers from cell tags,
+    and every cell whose output depends on the machine or the cache carries one."""
+    from nbval.plugin import comment_markers, find_metadata_tags
+
+    for cell in (c for c in _cells(path) if c.cell_type == "code"):
+        comments = [line for line in cell.source.splitlines()
+                    if line.strip().lstrip("#").strip() in comment_markers]
+        assert not comments, f"{path.name}: an nbval comment in a cell, use a tag: {comments}"
+        if any(call in cell.source for call in MACHINE_DEPENDENT):
+            assert dict(find_metadata_tags(cell.metadata)) == {"check": False}, (
+                f"{path.name}: tag this cell 'nbval-ignore-output':\n{cell.source}")
 
 
 def test_the_index_lists_every_notebook():

@@ -65,7 +65,7 @@ def worker(data_file, epochs, batch_size):
     model = tk.build_model(train.num_classes, name="source")
     tk.compile_model(model, 3e-3)
     built = time.perf_counter() - t
-    history = tk.fit(model, train, val, epochs, batch_size, callbacks=[Timer()])
+    history = tk.fit(model, train, val, epochs=epochs, batch_size=batch_size, callbacks=[Timer()])
     scores = tk.evaluate(model, test)
     later = epoch_times[1:]
     print("@@" + json.dumps({

@@ -105,10 +105,11 @@ def run_one(tk, keras, strategy, weights, task, train, k, seed):
         if strategy == "feature":
             tk.freeze(model)
             tk.compile_model(model, 1e-2)
-            history = tk.fit(model, train, task.val, 8, repeat=repeat)
+            history = tk.fit(model, train, task.val, epochs=8, repeat=repeat)
         else:
-            history = tk.fine_tune(model, train, task.val, 8, 6, head_lr=1e-2,
-                                   finetune_lr=3e-4, unfreeze_top=1, repeat=repeat)
+            history = tk.fine_tune(model, train, task.val, head_epochs=8, finetune_epochs=6,
+                                   head_lr=1e-2, finetune_lr=3e-4, unfreeze_top=1,
+                                   repeat=repeat)
     trained = time.perf_counter()
     scores = tk.evaluate(model, task.test)
     end = time.perf_counter()

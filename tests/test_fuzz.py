@@ -173,7 +173,7 @@ SHOTS = st.lists(st.one_of(st.integers(1, 12), st.integers(-1, 14), st.floats(0,
 @example(strategies=["scratch"], shots=[1, 2], epochs=2)  # a valid call, to show it passes
 def test_sweep_refuses_odd_arguments_before_any_run(letters, strategies, shots, epochs):
     task = tk.Task("abc", letters, letters, letters)
-    with mock.patch("transferkit.training.run_strategy", side_effect=Reached):
+    with mock.patch("transferkit.experiments.run_strategy", side_effect=Reached):
         try:
             tk.sweep(strategies, task, shots=shots, epochs=epochs)
         except Reached:

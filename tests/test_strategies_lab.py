@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 import transferkit as tk
-from transferkit.strategies import ScaledAdam, split_epochs
+from transferkit.strategies import split_epochs
+from transferkit.training import ScaledAdam
 from helpers import to_np
 
 
@@ -52,7 +53,7 @@ def test_transfer_strategy_needs_source_weights(small_task):
 
 def test_feature_extraction_keeps_the_transferred_backbone_bit_identical(small_task, source_file):
     run = tk.run_strategy("feature_extraction", small_task.train, small_task.val, 10,
-                          source_file, epochs=2, seed=1)
+                          source_weights=source_file, epochs=2, seed=1)
     stored = tk.read_weights_file(source_file)
     for name, arrays in stored.items():
         if name != "head":
@@ -62,7 +63,7 @@ def test_feature_extraction_keeps_the_transferred_backbone_bit_identical(small_t
 
 
 def test_fine_tune_top_moves_only_the_top_block_and_head(small_task, source_file):
-    run = tk.run_strategy("fine_tune_top", small_task.train, small_task.val, 10, source_file,
+    run = tk.run_strategy("fine_tune_top", small_task.train, small_task.val, 10, source_weights=source_file,
                           epochs=2, seed=1)
     stored = tk.read_weights_file(source_file)
     same = lambda name: all(np.array_equal(a, b) for a, b in

@@ -15,6 +15,11 @@ import sys
 import tempfile
 from pathlib import Path
 
+__all__ = ["BACKENDS", "ENV_BACKEND", "ENV_CACHE", "ENV_PRESET", "PRESET_NAMES", "cache_location",
+           "check_backend", "check_cache_location", "check_choice", "check_flag", "check_integer",
+           "check_number", "check_output_folder", "check_preset_env", "check_rate", "check_seed",
+           "is_integer"]
+
 ENV_CACHE = "TRANSFERKIT_CACHE"
 ENV_BACKEND = "KERAS_BACKEND"
 ENV_PRESET = "TRANSFERKIT_PRESET"
@@ -28,6 +33,44 @@ PRESET_NAMES = ("cpu", "gpu")
 def is_integer(value):
     """An int or a NumPy integer, not a bool."""
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def check_integer(value, what, low, high=None):
+    """A whole number (not a bool) from ``low`` to ``high``: TypeError if it is not a whole
+    number, ValueError if it is out of range; the message names the value, the rule, the fix."""
+    if not is_integer(value):
+        example = int(value) if isinstance(value, float) and value.is_integer() else low
+        raise TypeError(f"{what}={value!r} is not a whole number; pass an integer, e.g. "
+                        f"{what}={example}")
+    if value < low or (high is not None and value > high):
+        bound = f">= {low}" if high is None else f"from {low} to {high}"
+        raise ValueError(f"{what}={value!r} is out of range; use an integer {bound}")
+    return int(value)
+
+
+def check_number(value, what, low, high, hint):
+    """A finite number in (``low``, ``high``]; ValueError naming the value and ``hint`` if not."""
+    try:
+        ok = math.isfinite(float(value)) and low < float(value) <= high
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise ValueError(f"{what}={value!r} is out of range; {hint}")
+    return float(value)
+
+
+def check_choice(value, what, choices):
+    """``value`` is one of ``choices``; ValueError listing them if not."""
+    if value not in choices:
+        raise ValueError(f"unknown {what} {value!r}; choose one of {list(choices)}")
+    return value
+
+
+def check_flag(value, what):
+    """True or False, nothing else (a TypeError otherwise)."""
+    if not isinstance(value, bool):
+        raise TypeError(f"{what}={value!r}; pass True or False")
+    return value
 
 
 def check_seed(seed, what="seed"):

@@ -18,7 +18,8 @@ import numpy as np
 
 from .models import feature_extractor
 from .strategies import STRATEGIES
-from .training import _as_xy, forward
+from .datachecks import as_xy
+from .models import forward
 
 
 # --------------------------------------------------------------------------- estimates
@@ -88,7 +89,7 @@ def h_score(features, labels):
 
 
 def _features(model, data):
-    x, y = _as_xy(data, "data")
+    x, y = as_xy(data, "data")
     net = model if len(model.outputs[0].shape) == 2 and model.name.endswith("_features") \
         else feature_extractor(model)
     return forward(net, x).astype(np.float64), y
@@ -152,7 +153,7 @@ def rank_sources(candidates, train, val, by="logme"):
     if not candidates:
         raise ValueError("candidates is empty; pass {name: model} for two or more sources")
     rows = []
-    classes = int(np.max(_as_xy(train, "train")[1])) + 1
+    classes = int(np.max(as_xy(train, "train")[1])) + 1
     for name, candidate in candidates.items():
         model = getattr(candidate, "model", candidate)
         f, y = _features(model, train)

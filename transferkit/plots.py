@@ -7,7 +7,7 @@ import keras
 import numpy as np
 from matplotlib.figure import Figure
 
-from .training import METRICS, RunHistory
+from .history import METRICS, RunHistory
 
 # Twelve distinct run colours; run i keeps colour i for as long as it is on the plot.
 COLORS = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown",

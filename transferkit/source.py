@@ -20,7 +20,8 @@ from .data import source_task
 from .environment import (ENV_CACHE, Preset, cache_dir, mixed_precision_active, numerics_tag,
                           preset, set_seed)
 from .models import build_model
-from .training import compile_model, evaluate, fit
+from .evaluation import evaluate
+from .training import compile_model, fit
 from .transfer import load_matching_weights, save_atomically, save_weights
 
 
@@ -140,8 +141,8 @@ def train_source_model(task=None, recipe=SOURCE_RECIPE, callbacks=()):
     compile_model(model, recipe["learning_rate"])
     if recipe["epochs"] == 0:  # the "untrained" source: random weights, for comparison
         return model, None, evaluate(model, task.test)
-    history = fit(model, task.train, task.val, recipe["epochs"], recipe["batch_size"],
-                  callbacks, label="source")
+    history = fit(model, task.train, task.val, epochs=recipe["epochs"],
+                  batch_size=recipe["batch_size"], callbacks=callbacks, label="source")
     return model, history, evaluate(model, task.test)
 
 

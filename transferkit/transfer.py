@@ -12,13 +12,17 @@ import errno
 import os
 import re
 import tempfile
-import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from .models import HEAD, block_layers, block_names
+
+__all__ = ["PARTIAL_FIX", "WEIGHTS_SUFFIX", "LoadReport", "ParamSummary", "atomic_path",
+           "count_params", "freeze", "load_matching_weights", "open_blocks", "os_error_reason",
+           "param_summary", "read_weights_file", "save_atomically", "save_model", "save_weights",
+           "train_only", "unfreeze"]
 
 WEIGHTS_SUFFIX = ".weights.h5"
 
@@ -288,11 +292,28 @@ def unfreeze(model, blocks=None, top=None, train_batchnorm=False):
     examples usually destroys what the source taught.
     """
     opened = _resolve_blocks(model, blocks, top)
-    for b in opened:
+    open_blocks(model, opened, train_batchnorm)
+    return opened
+
+
+def open_blocks(model, blocks, train_batchnorm=False):
+    """Make the layers of ``blocks`` trainable; BatchNorm layers only if ``train_batchnorm``
+    (the kit's one BatchNorm rule: ``unfreeze`` and every strategy phase use it)."""
+    for b in blocks:
         for layer in block_layers(model, b):
             is_bn = layer.__class__.__name__ == "BatchNormalization"
             layer.trainable = train_batchnorm or not is_bn
-    return opened
+
+
+def train_only(model, blocks, train_batchnorm=False):
+    """Freeze every layer, then open ``blocks`` (block names and/or "head").
+
+    Layer by layer: never ``model.trainable = True``, which on JAX and torch unfreezes
+    every layer.
+    """
+    for layer in model.layers:
+        layer.trainable = False
+    open_blocks(model, blocks, train_batchnorm)
 
 
 def count_params(weights):
@@ -328,55 +349,3 @@ def param_summary(model):
                      sum(count_params(l.non_trainable_weights) for l in layers_)))
     return ParamSummary(count_params(model.trainable_weights),
                         count_params(model.non_trainable_weights), rows)
-
-
-# --------------------------------------------------------------------------- the guard
-_fit_state = weakref.WeakKeyDictionary()
-
-
-def _trainable_signature(model):
-    return tuple(v.path for v in model.trainable_weights)
-
-
-def _optimizer_signature(model):
-    """The trainable set the model's optimizer was built for, or None if not built yet.
-
-    Keras builds the optimizer at the first training step; JAX refuses (and breaks the
-    model) when the trainable set no longer matches it, so it is the set to check.
-    """
-    optimizer = getattr(model, "optimizer", None)
-    variables = getattr(optimizer, "_trainable_variables", None)
-    if not getattr(optimizer, "built", False) or variables is None:
-        return None
-    return tuple(v.path for v in variables)
-
-
-class RecompileError(RuntimeError):
-    """``trainable`` changed after ``fit`` without a new ``compile``."""
-
-
-def check_recompiled(model):
-    """Raise if ``trainable`` changed since the training step was built without a recompile.
-
-    On TensorFlow and torch Keras would silently keep training the old set of
-    weights; on JAX it raises deep inside ``fit``.  Either way: compile again.
-    """
-    state = _fit_state.get(model)
-    config = getattr(model, "_compile_config", None)
-    if state is not None and state[0] is config:
-        built_for = state[1]
-    else:  # not trained by tk.fit since the last compile (maybe by Keras' own model.fit)
-        built_for = _optimizer_signature(model)
-    if built_for is not None and built_for != _trainable_signature(model):
-        raise RecompileError(
-            f"model {model.name!r}: `trainable` changed after fit() but the model was not "
-            "compiled again, so training would still use the old set of weights; call "
-            "tk.compile_model(model, learning_rate=...) (or model.compile(...)) first")
-
-
-def remember_fit(model):
-    """Record the trainable set the compiled training step was built with."""
-    state = _fit_state.get(model)
-    config = getattr(model, "_compile_config", None)
-    if state is None or state[0] is not config:
-        _fit_state[model] = (config, _trainable_signature(model))

@@ -1,10 +1,26 @@
 """transferkit: a small kit for teaching transfer learning with Keras 3.
 
-Layers, imported one way: checks -> environment -> data -> models -> online -> transfer ->
-strategies -> training -> {evaluation, features, knowledge, reproducibility, source} ->
-{failures, choosing} -> plots -> lab -> cli.  ``checks`` and ``strategies`` need no Keras
-(the command line parses and checks with them before the backend loads); the public names
-are imported in ``_api.py``.
+Layers, imported one way: a module imports only from modules in lower tiers
+(tests/test_layers.py parses the imports and checks this table).
+
+Tiers:
+    0: _numerics, checks, strategies, claims
+    1: environment
+    2: data
+    3: models
+    4: datachecks, online, transfer
+    5: history
+    6: training
+    7: evaluation, reproducibility
+    8: experiments, features, knowledge, source
+    9: failures, choosing
+    10: plots
+    11: lab
+    12: cli, _api
+    13: __main__
+
+``checks``, ``strategies`` and ``claims`` need no Keras (the command line parses and checks
+with them before the backend loads); the public names are imported in ``_api.py``.
 """
 import sys as _sys
 

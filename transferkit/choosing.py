@@ -21,6 +21,10 @@ from .strategies import STRATEGIES
 from .datachecks import as_xy
 from .models import forward
 
+__all__ = ["FEW_SHOTS", "MANY_SHOTS", "RANK_KEYS", "SIMILAR", "SIMILARITY_WORDS", "Ranking",
+           "Recommendation", "h_score", "logme", "probe_accuracy", "rank_sources",
+           "recommend_strategy"]
+
 
 # --------------------------------------------------------------------------- estimates
 def _check_features(features, labels):

@@ -23,6 +23,11 @@ from .checks import (check_backend, check_cache_location, check_output_folder,
                      check_preset_env)
 from .strategies import HEAD_LR, STRATEGIES
 
+__all__ = ["COMMANDS", "DEFAULT_TIMEOUT", "EPILOG", "EPOCHS", "KIT", "ONLINE_NAMES", "OUTPUTS",
+           "SEED", "SHOTS", "TARGET_POOL", "TIMEOUT", "TRAINING", "Parser", "build_parser",
+           "command_info", "command_prepare", "command_train", "epoch_line", "main", "one_line",
+           "preflight", "table", "write_results"]
+
 TARGET_POOL = 40  # training images per class in tk.target_task(): the most shots possible
 # online.ONLINE_DATASETS and online.BACKBONE_FILES, and online.DEFAULT_TIMEOUT, named here so
 # the parser needs no Keras (tests/test_cli.py keeps them in step)

@@ -16,6 +16,11 @@ import numpy as np
 
 from .checks import check_seed
 
+__all__ = ["DIGITS", "GLYPH_FONTS", "IMAGE_SIZE", "LOWERCASE", "RESTYLE_FONTS", "SHIFT_KINDS",
+           "UPPERCASE", "Dataset", "Task", "augment", "few_shot", "glyph_dataset", "glyph_task",
+           "handwritten_digits", "render_glyphs", "shift", "shift_task", "source_task", "split",
+           "target_task"]
+
 IMAGE_SIZE = 28
 UPPERCASE = string.ascii_uppercase
 LOWERCASE = string.ascii_lowercase

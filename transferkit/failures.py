@@ -14,6 +14,9 @@ from .models import HEAD, build_model
 from .evaluation import evaluate
 from .experiments import run_strategy
 
+__all__ = ["Comparison", "Forgetting", "ShiftReport", "accuracy_under_shift", "compare_to_scratch",
+           "forgetting", "with_head"]
+
 
 # --------------------------------------------------------------------------- domain shift
 @dataclass

@@ -29,6 +29,9 @@ from .experiments import run_strategy
 from .history import StopSwitch
 from .transfer import param_summary
 
+__all__ = ["BUSY", "COLUMNS", "FRAME_INTERVAL", "NUMERIC", "PLOT", "SETTINGS", "StrategyLab",
+           "lr_text"]
+
 COLUMNS = ("strategy", "shots", "learning rate", "epochs", "seed", "test accuracy",
            "macro F1", "trainable params", "transferred", "seconds")
 NUMERIC = {"run", "shots", "learning rate", "epochs", "seed", "test accuracy", "macro F1",

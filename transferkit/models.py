@@ -13,6 +13,9 @@ from .checks import is_integer
 from .data import IMAGE_SIZE
 from .environment import preset
 
+__all__ = ["DEFAULT_WIDTHS", "HEAD", "block_layers", "block_names", "build_model", "check_input",
+           "feature_extractor", "forward"]
+
 DEFAULT_WIDTHS = preset().widths  # (16, 32, 64) on a CPU; wider with the gpu preset
 HEAD = "head"
 

@@ -32,6 +32,13 @@ import numpy as np
 from .data import DIGITS, Dataset, Task
 from .environment import cache_dir
 
+__all__ = ["BACKBONE_FILES", "DEFAULT_TIMEOUT", "ENV_OFFLINE", "KERAS_APPS_URL",
+           "KERAS_DATASETS_URL", "MIN_BACKBONE_SIZE", "ONLINE_DATASETS", "OfflineError",
+           "OnlineDataset", "OnlineFile", "backbone_architecture", "check_connection", "fetch",
+           "fetch_online", "is_cached", "load_online_dataset", "online_cache_dir",
+           "online_file_paths", "online_task", "pretrained_backbone", "pretrained_target_model",
+           "try_online"]
+
 ENV_OFFLINE = "TRANSFERKIT_OFFLINE"  # set to 1 to never touch the network
 DEFAULT_TIMEOUT = 5.0                # seconds for the connection check and each socket read
 KERAS_DATASETS_URL = "https://storage.googleapis.com/tensorflow/tf-keras-datasets/"

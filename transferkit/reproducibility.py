@@ -27,6 +27,8 @@ from .models import forward
 from .training import compile_model, fit
 from .transfer import freeze
 
+__all__ = ["Fingerprint", "numerics_fingerprint"]
+
 
 @dataclass(frozen=True)
 class Fingerprint:

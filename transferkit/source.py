@@ -24,6 +24,10 @@ from .evaluation import evaluate
 from .training import compile_model, fit
 from .transfer import load_matching_weights, save_atomically, save_weights
 
+__all__ = ["SOURCE_RECIPE", "SOURCE_RECIPES", "SOURCE_TASKS", "SourceModel", "preset_recipe",
+           "publish_source", "recipe_key", "recipe_task", "resolve_recipe", "source_model",
+           "source_paths", "train_source_model"]
+
 
 def preset_recipe(chosen=None):
     """The letters recipe sized by a preset (a name or ``tk.preset()``; default: this machine's)."""

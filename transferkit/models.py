@@ -122,14 +122,3 @@ def forward(model, x, batch_size=256):
     parts = [keras.ops.convert_to_numpy(model(x[i:i + batch_size], training=False))
              for i in range(0, len(x), batch_size)]
     return np.concatenate(parts) if parts else np.zeros((0,) + tuple(model.outputs[0].shape[1:]))
-
-
-def forward(model, x, batch_size=256):
-    """The model's outputs in inference mode, in chunks, as one numpy array.
-
-    A direct call runs eagerly: no traced predict step, which Keras would build again
-    after every ``compile``; for a few thousand small images that is the faster way.
-    """
-    parts = [keras.ops.convert_to_numpy(model(x[i:i + batch_size], training=False))
-             for i in range(0, len(x), batch_size)]
-    return np.concatenate(parts) if parts else np.zeros((0,) + tuple(model.outputs[0].shape[1:]))

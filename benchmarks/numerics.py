@@ -33,7 +33,7 @@ if job == "fingerprint":
     result = str(tk.numerics_fingerprint())
 else:
     recipe = dict(tk.SOURCE_RECIPE, epochs=2)
-    model, history, scores = tk.train_source_model(recipe=recipe)
+    model, history, scores = tk.source.train_source_model(recipe=recipe)
     result = f"test accuracy {{scores.accuracy:.4f}}"
 seconds = time.perf_counter() - start
 print("@@" + json.dumps({{"seconds": seconds, "result": result, "numerics": _numerics.label(),

@@ -320,7 +320,7 @@ def test_c29_online_dataset_while_offline(monkeypatch):
         tk.online_task("mnist", timeout=2)
     assert_clear(err, "mnist.npz", "TRANSFERKIT_OFFLINE is set", "tk.target_task()",
                  "copy mnist.npz into")
-    assert not tk.is_cached("mnist")
+    assert not tk.online.is_cached("mnist")
 
 
 def test_c29_online_dataset_without_a_network(monkeypatch):
@@ -334,7 +334,7 @@ def test_c29_online_dataset_without_a_network(monkeypatch):
     with pytest.raises(tk.OfflineError) as err:
         tk.online_task("mnist", timeout=2)
     assert_clear(err, "mnist.npz", "storage.googleapis.com", "tk.target_task()")
-    assert not tk.is_cached("mnist")
+    assert not tk.online.is_cached("mnist")
 
 
 # --------------------------------------------------------------------------- cache and disk
@@ -517,7 +517,7 @@ def test_c36_transfer_that_transfers_nothing_or_part(letters, narrow_weights, ca
 def test_c36_allow_partial_transfers_what_fits_and_says_so(letters, narrow_weights):
     run = tk.run_strategy("feature_extraction", letters, None, 3, source_weights=narrow_weights.shallow,
                           epochs=1, allow_partial=True)
-    assert isinstance(run.transfer, tk.LoadReport) and not run.transfer.complete
+    assert isinstance(run.transfer, tk.transfer.LoadReport) and not run.transfer.complete
     assert run.transfer.backbone_missing == ["block3_conv", "block3_bn"]
     assert run.describe_transfer().startswith(
         "loaded 4 of 6 backbone layers from shallow.weights.h5 (2 kept their random start")
@@ -571,7 +571,7 @@ def test_c41_few_shot_without_a_seed(letters):
 @pytest.mark.parametrize("seed", ["abc", -1, 1.5])
 def test_c42_few_shot_with_a_bad_seed(letters, seed):
     for sample in (lambda: tk.few_shot(letters, 2, seed=seed),
-                   lambda: tk.split(letters, seed=seed)):
+                   lambda: tk.data.split(letters, seed=seed)):
         with pytest.raises(ValueError) as err:
             sample()
         assert_clear(err, f"seed={seed!r} must be a non-negative integer", "e.g. seed=0")
@@ -586,7 +586,7 @@ def test_c43_fewer_epochs_than_the_strategy_has_phases(letters, weights_file, ca
     assert_clear(err, f"epochs={epochs} is too few for strategy {strategy!r}",
                  f"{phases} phases", f"use epochs >= {phases}")
     assert capsys.readouterr().out == ""
-    assert tk.get_strategy(strategy).min_epochs() == phases
+    assert tk.strategies.get_strategy(strategy).min_epochs() == phases
 
 
 def test_c44_training_data_with_a_single_class(compiled, letters):
@@ -617,7 +617,7 @@ def test_c46_sweep_with_bad_shots(letters, shots, needle):
 
 
 def test_c47_evaluating_a_head_built_for_another_task(compiled, letters):
-    digits = tk.Dataset(letters.x, letters.y, tuple(tk.DIGITS), "digits test")
+    digits = tk.Dataset(letters.x, letters.y, tuple(tk.data.DIGITS), "digits test")
     for score in (tk.evaluate, tk.class_report):
         with pytest.raises(ValueError) as err:
             score(compiled, digits)

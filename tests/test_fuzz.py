@@ -178,7 +178,7 @@ def test_sweep_refuses_odd_arguments_before_any_run(letters, strategies, shots, 
             tk.sweep(strategies, task, shots=shots, epochs=epochs)
         except Reached:
             hypothesis.event("reached")
-            chosen = [tk.get_strategy(s) for s in strategies]
+            chosen = [tk.strategies.get_strategy(s) for s in strategies]
             assert chosen and all(not s.uses_source for s in chosen)  # no source weights given
             assert shots and all(isinstance(k, int) and 1 <= k <= 12 for k in shots)
             assert isinstance(epochs, int) and epochs >= max(s.min_epochs() for s in chosen)

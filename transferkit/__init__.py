@@ -20,7 +20,9 @@ Tiers:
     13: __main__
 
 ``checks``, ``strategies`` and ``claims`` need no Keras (the command line parses and checks
-with them before the backend loads); the public names are imported in ``_api.py``.
+with them before the backend loads).  The public names, what the notebooks call as ``tk.X``,
+are listed in ``_api.py`` by notebook; every other name is reached through its module
+(``tk.choosing.logme``).
 """
 import sys as _sys
 
@@ -47,3 +49,4 @@ def __getattr__(name):
 # Keras included, is imported here, so ``import transferkit`` sets the backend up first.
 if getattr(_sys, "argv", [])[:1] != ["-m"]:
     from ._api import *  # noqa: E402,F401,F403
+    from . import cli  # noqa: E402,F401  (tk.cli, like every other module)

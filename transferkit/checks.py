@@ -120,7 +120,7 @@ def check_backend():
 
 
 def check_preset_env():
-    """$TRANSFERKIT_PRESET, if set, names a preset (the same message as ``tk.preset``)."""
+    """$TRANSFERKIT_PRESET, if set, names a preset (the message of ``tk.environment.preset``)."""
     name = os.environ.get(ENV_PRESET) or None
     if name is not None and name not in PRESET_NAMES:
         raise ValueError(f"{ENV_PRESET}={name!r} is unknown; use one of {sorted(PRESET_NAMES)}")

@@ -147,7 +147,7 @@ RANK_KEYS = ("logme", "h_score", "probe_accuracy")
 def rank_sources(candidates, train, val, by="logme"):
     """Score each candidate source on the target, with no fine-tuning; best first.
 
-    ``candidates``: {name: Keras model or tk.SourceModel}.  Features come from the
+    ``candidates``: {name: Keras model or tk.source.SourceModel}.  Features come from the
     frozen backbone (``feature_extractor``); LogME and H-score use ``train``, the
     linear probe trains on ``train`` and is scored on ``val`` -- never on test data.
     ``similarity`` = probe accuracy rescaled so 0 is chance and 1 is perfect.

@@ -30,7 +30,8 @@ __all__ = ["SOURCE_RECIPE", "SOURCE_RECIPES", "SOURCE_TASKS", "SourceModel", "pr
 
 
 def preset_recipe(chosen=None):
-    """The letters recipe sized by a preset (a name or ``tk.preset()``; default: this machine's)."""
+    """The letters recipe sized by a preset (a name or ``tk.environment.preset()``; default:
+    this machine's)."""
     chosen = chosen if isinstance(chosen, Preset) else preset(chosen)
     recipe = {
         "task": "letters", "train_per_class": chosen.source_train_per_class, "seed": 0,

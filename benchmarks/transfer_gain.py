@@ -51,8 +51,6 @@ CRITERION_MAX_K = 10     # ... at some k <= 10
 
 
 # --------------------------------------------------------------------------- files
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _results import clean as _clean, write_atomic  # noqa: E402
 
 
 
@@ -310,6 +308,7 @@ def main(argv=None):
         "summary": summary, "gains": gain_rows, "check": check, "runs": rows,
     }
     json_path, csv_path = args.out / f"{args.name}.json", args.out / f"{args.name}.csv"
+    from transferkit._io import json_safe as _clean, write_text as write_atomic  # Keras: only now
     write_atomic(json_path, json.dumps(_clean(result), indent=1) + "\n")
     write_atomic(csv_path, to_csv(rows))
     print(f"\nWrote {json_path} and {csv_path} "

@@ -42,10 +42,10 @@ print("@@" + json.dumps({"digest": f.digest, "parts": f.parts, "cpu": r["cpu"],
 
 
 def write_atomic(path, text):
-    """The kit's own write-then-rename (keeps the usual file mode, unlike a bare mkstemp)."""
-    from transferkit.transfer import save_atomically
+    """The kit's one atomic writer (write-then-rename, the usual file mode)."""
+    from transferkit._io import write_text
 
-    save_atomically(lambda tmp: Path(tmp).write_text(text, encoding="utf-8"), path)
+    write_text(path, text)
 
 
 def execute(path, timeout):

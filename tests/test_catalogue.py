@@ -28,7 +28,7 @@ import pytest
 import transferkit as tk
 from helpers import TINY_WIDTHS, all_equal, snapshot, tiny_model
 from transferkit.source import source_paths
-from transferkit.transfer import save_atomically
+from transferkit._io import save_atomically
 
 KIT = Path(tk.__file__).resolve().parent
 TINY_RECIPE = dict(tk.SOURCE_RECIPE, train_per_class=5, epochs=1, widths=list(TINY_WIDTHS))

@@ -10,7 +10,7 @@ import pytest
 
 import transferkit as tk
 from helpers import TINY_WIDTHS, all_equal, backbone, snapshot, tiny_model, to_np
-from transferkit.transfer import save_atomically
+from transferkit._io import save_atomically
 
 BACKBONE_WITH_WEIGHTS = ["block1_conv", "block1_bn", "block2_conv", "block2_bn"]
 

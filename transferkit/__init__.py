@@ -4,7 +4,7 @@ Layers, imported one way: a module imports only from modules in lower tiers
 (tests/test_layers.py parses the imports and checks this table).
 
 Tiers:
-    0: _numerics, checks, strategies, claims
+    0: _numerics, _io, checks, strategies, claims
     1: environment
     2: data
     3: models
@@ -19,7 +19,7 @@ Tiers:
     12: cli, _api
     13: __main__
 
-``checks``, ``strategies`` and ``claims`` need no Keras (the command line parses and checks
+``_io``, ``checks``, ``strategies`` and ``claims`` need no Keras (the command line parses and checks
 with them before the backend loads).  The public names, what the notebooks call as ``tk.X``,
 are listed in ``_api.py`` by notebook; every other name is reached through its module
 (``tk.choosing.logme``).

@@ -236,7 +236,7 @@ def write_results(out, stem, rows, settings, figure):
     import csv
     import json
 
-    from .transfer import save_atomically
+    from ._io import save_atomically, write_text
 
     out = Path(out)
     paths = [out / f"{stem}.{suffix}" for suffix in OUTPUTS]
@@ -247,11 +247,8 @@ def write_results(out, stem, rows, settings, figure):
             writer.writeheader()
             writer.writerows(rows)
 
-    def write_json(tmp):
-        Path(tmp).write_text(json.dumps({"settings": settings, "results": rows}, indent=1))
-
     save_atomically(write_csv, paths[0])
-    save_atomically(write_json, paths[1])
+    write_text(paths[1], json.dumps({"settings": settings, "results": rows}, indent=1))
     save_atomically(lambda tmp: figure.savefig(tmp, format="png", dpi=100), paths[2])
     return paths
 

@@ -17,10 +17,8 @@ import gzip
 import io
 import os
 import pickle
-import shutil
 import socket
 import tarfile
-import tempfile
 import threading
 import urllib.parse
 from dataclasses import dataclass
@@ -29,6 +27,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from ._io import save_atomically, shown
 from .data import DIGITS, Dataset, Task
 from .environment import cache_dir
 
@@ -139,20 +138,12 @@ def _host(url):
     return parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)
 
 
-def _shown(path):
-    """The shorter of the relative and the absolute path: exact, and stable in notebooks."""
-    try:
-        relative = os.path.relpath(path)
-    except ValueError:  # another drive on Windows
-        return str(path)
-    return min(relative, str(path), key=len)
-
 
 def _offline(file, what, alternative, reason):
     return OfflineError(
         f"cannot download {what} ({file.name} from {_host(file.url)[0]}): {reason}. "
         f"Offline alternative: {alternative}, or copy {file.name} into "
-        f"{_shown(_path(file).parent)}{os.sep}")
+        f"{shown(_path(file).parent)}{os.sep}")
 
 
 def _proxy_for(url):
@@ -210,19 +201,17 @@ def fetch(file, what, alternative, timeout=DEFAULT_TIMEOUT):
     if reason:
         raise _offline(file, what, alternative, reason)
     target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".download-", dir=target.parent))
+
+    def download(tmp):  # get_file checks the checksum; the rename publishes a complete file
+        keras.utils.get_file(tmp.name, file.url, file_hash=file.file_hash,
+                             cache_dir=str(tmp.parent), cache_subdir="")
     try:
         with _socket_timeout(timeout):
-            # get_file checks the checksum; the rename publishes only a complete file
-            got = keras.utils.get_file(file.name, file.url, file_hash=file.file_hash,
-                                       cache_dir=str(staging), cache_subdir="")
-        os.replace(got, target)
+            save_atomically(download, target)
     except ValueError:  # checksum mismatch: a wrong file, not a network problem
         raise
     except Exception as exc:  # Keras wraps URL errors in a bare Exception
         raise _offline(file, what, alternative, f"the download failed ({exc})") from None
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return target
 
 

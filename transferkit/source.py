@@ -16,13 +16,14 @@ from pathlib import Path
 
 import keras
 
+from ._io import shown, write_text
 from .data import source_task
 from .environment import (ENV_CACHE, Preset, cache_dir, mixed_precision_active, numerics_tag,
                           preset, set_seed)
 from .models import build_model
 from .evaluation import evaluate
 from .training import compile_model, fit
-from .transfer import load_matching_weights, save_atomically, save_weights
+from .transfer import load_matching_weights, save_weights
 
 __all__ = ["SOURCE_RECIPE", "SOURCE_RECIPES", "SOURCE_TASKS", "SourceModel", "preset_recipe",
            "publish_source", "recipe_key", "recipe_task", "resolve_recipe", "source_model",
@@ -159,10 +160,7 @@ def publish_source(model, scores, recipe=SOURCE_RECIPE):
     info = {"task": recipe["task"], "classes": list(scores.class_names),
             "test_accuracy": scores.accuracy, "recipe": recipe, "key": recipe_key(recipe),
             "sha256": _digest(weights)}  # checked on load: a swapped or torn file is not used
-
-    def write(tmp):
-        Path(tmp).write_text(json.dumps(info, indent=1))
-    save_atomically(write, meta)
+    write_text(meta, json.dumps(info, indent=1))
     return weights, info
 
 
@@ -219,7 +217,7 @@ def source_model(recipe=SOURCE_RECIPE, verbose=True):
             cached, damage = _cached(weights, meta, recipe)
             if cached is None:  # nobody else built it while we waited
                 if verbose and damage:
-                    print(f"The cached source model {_shown(weights)} is damaged or incomplete "
+                    print(f"The cached source model {shown(weights)} is damaged or incomplete "
                           f"({damage}): training it again ...")
                 elif verbose and recipe == SOURCE_RECIPE:
                     print("No cached source model yet: training it now with the recipe of "
@@ -230,10 +228,10 @@ def source_model(recipe=SOURCE_RECIPE, verbose=True):
                 model, _, scores = train_source_model(recipe=recipe)
                 weights, info = publish_source(model, scores, recipe)
                 if verbose:
-                    print(f"Saved {_shown(weights)}")
+                    print(f"Saved {shown(weights)}")
                 return SourceModel(model, weights, info)
     if verbose:
-        print(f"Loaded the source model from {_shown(weights)}")
+        print(f"Loaded the source model from {shown(weights)}")
     return cached
 
 
@@ -247,10 +245,3 @@ def _cached(weights, meta, recipe):
     except (OSError, ValueError) as exc:  # truncated or foreign file: rebuild, never use it
         return None, str(exc).split(";")[0]
 
-
-def _shown(path):
-    """The path relative to the working folder when that is shorter (stable in notebooks)."""
-    try:
-        return os.path.relpath(path)
-    except ValueError:
-        return str(path)

@@ -7,80 +7,21 @@ when the target model differs from the source (a new head, say).
 """
 from __future__ import annotations
 
-import contextlib
-import errno
 import os
-import re
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from ._io import WEIGHTS_SUFFIX, os_error_reason, save_atomically
 from .models import HEAD, block_layers, block_names
 
-__all__ = ["PARTIAL_FIX", "WEIGHTS_SUFFIX", "LoadReport", "ParamSummary", "atomic_path",
-           "count_params", "freeze", "load_matching_weights", "open_blocks", "os_error_reason",
-           "param_summary", "read_weights_file", "save_atomically", "save_model", "save_weights",
-           "train_only", "unfreeze"]
-
-WEIGHTS_SUFFIX = ".weights.h5"
+__all__ = ["PARTIAL_FIX", "WEIGHTS_SUFFIX", "LoadReport", "ParamSummary", "count_params", "freeze",
+           "load_matching_weights", "open_blocks", "param_summary", "read_weights_file",
+           "save_model", "save_weights", "train_only", "unfreeze"]
 
 
 # --------------------------------------------------------------------------- saving
-def atomic_path(path):
-    """A temporary sibling of ``path`` with the same suffix, for write-then-rename."""
-    path = Path(path)
-    suffix = WEIGHTS_SUFFIX if path.name.endswith(WEIGHTS_SUFFIX) else path.suffix
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{suffix}", dir=path.parent)
-    os.close(fd)
-    os.unlink(tmp)  # Keras refuses to overwrite some files; let it create this one
-    return Path(tmp)
-
-
-_DISK_FULL = {errno.ENOSPC, errno.EFBIG, getattr(errno, "EDQUOT", errno.ENOSPC)}
-
-
-def os_error_reason(exc):
-    """(errno or None, one-line reason) of an OSError, h5py's multi-line ones included."""
-    code = exc.errno
-    if code is None:  # h5py: "... errno = 27, error message = 'File too large', ..."
-        found = re.search(r"errno = (\d+)", str(exc))
-        code = int(found.group(1)) if found else None
-    if code:
-        return code, os.strerror(code)
-    lines = str(exc).strip().splitlines()
-    return None, lines[0] if lines else type(exc).__name__
-
-
-def save_atomically(write, path):
-    """Call ``write(tmp_path)`` then rename onto ``path``: no half-written file, ever."""
-    path = Path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise OSError(f"cannot create folder {str(path.parent)!r} ({exc.strerror}); "
-                      "choose a writable location") from None
-    tmp = None
-    try:
-        tmp = atomic_path(path)
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException as exc:
-        if tmp is not None:
-            with contextlib.suppress(OSError):
-                tmp.unlink(missing_ok=True)
-        if not isinstance(exc, OSError):
-            raise
-        code, reason = os_error_reason(exc)
-        fix = ("free some disk space or choose another folder" if code in _DISK_FULL else
-               "choose a writable folder or another file name")
-        failure = OSError(f"could not write {str(path)!r} ({reason}); nothing was saved: {fix}")
-        failure.errno = code
-        raise failure from None
-    return path
-
-
 def _check_weights_name(path):
     if not isinstance(path, (str, os.PathLike)):
         raise TypeError(f"weights path must be a str or pathlib.Path, got {path!r}; pass e.g. "

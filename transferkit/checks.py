@@ -35,16 +35,24 @@ def is_integer(value):
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
-def check_integer(value, what, low, high=None):
+def check_integer(value, what, low, high=None, *, described=False):
     """A whole number (not a bool) from ``low`` to ``high``: TypeError if it is not a whole
-    number, ValueError if it is out of range; the message names the value, the rule, the fix."""
+    number, ValueError if it is out of range; the message names the value, the rule, the fix.
+
+    ``what`` is an argument's name (``epochs=2.5 is not a whole number ...``), or with
+    ``described=True`` a description (``k (shots per class) must be an integer, got 5.0 ...``).
+    """
     if not is_integer(value):
         example = int(value) if isinstance(value, float) and value.is_integer() else low
+        if described:
+            raise TypeError(f"{what} must be an integer, got {value!r}; pass a whole number, "
+                            f"e.g. {example}")
         raise TypeError(f"{what}={value!r} is not a whole number; pass an integer, e.g. "
                         f"{what}={example}")
     if value < low or (high is not None and value > high):
         bound = f">= {low}" if high is None else f"from {low} to {high}"
-        raise ValueError(f"{what}={value!r} is out of range; use an integer {bound}")
+        kind = "a value" if described else "an integer"
+        raise ValueError(f"{what}={value!r} is out of range; use {kind} {bound}")
     return int(value)
 
 

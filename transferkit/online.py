@@ -28,6 +28,7 @@ import keras
 import numpy as np
 
 from ._io import save_atomically, shown
+from .checks import check_choice
 from .data import DIGITS, Dataset, Task
 from .environment import cache_dir
 
@@ -113,9 +114,7 @@ def _path(file):
 
 
 def _choose(key, table, what):
-    if key not in table:
-        raise ValueError(f"unknown {what} {key!r}; choose one of {list(table)}")
-    return table[key]
+    return table[check_choice(key, what, table)]
 
 
 def online_file_paths(name):

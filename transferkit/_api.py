@@ -4,10 +4,11 @@ through its module: ``tk.choosing.logme``, ``tk.data.split``, ``tk.strategies.ge
 
 Importing this module imports Keras and the backend.
 """
-# every module, in tier order (environment first: it sets the backend up), as tk.<module>
-from . import (checks, strategies, claims, environment, data, models, datachecks,  # noqa: F401
-               online, transfer, history, training, evaluation, reproducibility, experiments,
-               features, knowledge, source, failures, choosing, plots, lab)
+# every module as tk.<module>; environment first: it sets the numerics up before NumPy loads
+from . import environment  # noqa: F401  (must stay the first import)
+from . import (checks, strategies, claims, data, models, datachecks, online, transfer,  # noqa: F401
+               history, training, evaluation, reproducibility, experiments, features, knowledge,
+               source, failures, choosing, plots, lab)
 from types import ModuleType as _ModuleType
 
 # 00 index: the device, the data

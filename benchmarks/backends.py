@@ -30,8 +30,6 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-from _results import clean, write_atomic  # noqa: E402
 
 BACKENDS = ("tensorflow", "jax", "torch")
 
@@ -65,7 +63,7 @@ def worker(data_file, epochs, batch_size):
     model = tk.build_model(train.num_classes, name="source")
     tk.compile_model(model, 3e-3)
     built = time.perf_counter() - t
-    history = tk.fit(model, train, val, epochs, batch_size, callbacks=[Timer()])
+    history = tk.fit(model, train, val, epochs=epochs, batch_size=batch_size, callbacks=[Timer()])
     scores = tk.evaluate(model, test)
     later = epoch_times[1:]
     print("@@" + json.dumps({
@@ -167,6 +165,7 @@ def main(argv=None):
            "config": {"epochs": args.epochs, "batch_size": args.batch_size,
                       "train_images": len(task.train), "backends": args.backends},
            "runs": rows}
+    from transferkit._io import json_safe as clean, write_text as write_atomic  # Keras: only now
     path = args.out / f"{args.name}.json"
     write_atomic(path, json.dumps(clean(out), indent=1) + "\n")
     print(f"\nWrote {path}")

@@ -48,8 +48,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results" / "beyond.json"
-sys.path.insert(0, str(HERE))
-from _results import clean, write_atomic  # noqa: E402
+from transferkit._io import json_safe as clean, write_text as write_atomic  # noqa: E402
 
 import transferkit as tk  # noqa: E402
 
@@ -101,7 +100,7 @@ def distillation(ctx, seeds):
         tk.set_seed(seed)
         scratch = tk.build_model(10, widths=STUDENT_WIDTHS, name="scratch_student")
         tk.compile_model(scratch, STUDENT["learning_rate"])
-        tk.fit(scratch, train, None, STUDENT["epochs"], repeat=repeat)
+        tk.fit(scratch, train, None, epochs=STUDENT["epochs"], repeat=repeat)
         rows.append({"run": "scratch student", "seed": seed, **ctx.score(scratch),
                      "seconds": time.perf_counter() - t})
 
@@ -164,7 +163,7 @@ RANK_STRATEGIES = ("fine_tune_top",)  # "actual" = the two-phase recipe of noteb
 def _strategy(ctx, strategy, train, weights, seed):
     import keras
     keras.backend.clear_session()  # fresh graph state per run: no slowdown over the loop
-    return tk.run_strategy(strategy, train, ctx.target.val, ctx.target.num_classes, weights,
+    return tk.run_strategy(strategy, train, ctx.target.val, ctx.target.num_classes, source_weights=weights,
                            seed=seed, **RUN).model
 
 

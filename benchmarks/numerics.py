@@ -21,8 +21,7 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-from _results import clean, write_atomic  # noqa: E402
+from transferkit._io import json_safe as clean, write_text as write_atomic  # noqa: E402
 
 JOB = """
 import json, time, transferkit as tk
@@ -33,7 +32,7 @@ if job == "fingerprint":
     result = str(tk.numerics_fingerprint())
 else:
     recipe = dict(tk.SOURCE_RECIPE, epochs=2)
-    model, history, scores = tk.train_source_model(recipe=recipe)
+    model, history, scores = tk.source.train_source_model(recipe=recipe)
     result = f"test accuracy {{scores.accuracy:.4f}}"
 seconds = time.perf_counter() - start
 print("@@" + json.dumps({{"seconds": seconds, "result": result, "numerics": _numerics.label(),

@@ -51,8 +51,6 @@ CRITERION_MAX_K = 10     # ... at some k <= 10
 
 
 # --------------------------------------------------------------------------- files
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _results import clean as _clean, write_atomic  # noqa: E402
 
 
 
@@ -105,10 +103,11 @@ def run_one(tk, keras, strategy, weights, task, train, k, seed):
         if strategy == "feature":
             tk.freeze(model)
             tk.compile_model(model, 1e-2)
-            history = tk.fit(model, train, task.val, 8, repeat=repeat)
+            history = tk.fit(model, train, task.val, epochs=8, repeat=repeat)
         else:
-            history = tk.fine_tune(model, train, task.val, 8, 6, head_lr=1e-2,
-                                   finetune_lr=3e-4, unfreeze_top=1, repeat=repeat)
+            history = tk.fine_tune(model, train, task.val, head_epochs=8, finetune_epochs=6,
+                                   head_lr=1e-2, finetune_lr=3e-4, unfreeze_top=1,
+                                   repeat=repeat)
     trained = time.perf_counter()
     scores = tk.evaluate(model, task.test)
     end = time.perf_counter()
@@ -309,6 +308,7 @@ def main(argv=None):
         "summary": summary, "gains": gain_rows, "check": check, "runs": rows,
     }
     json_path, csv_path = args.out / f"{args.name}.json", args.out / f"{args.name}.csv"
+    from transferkit._io import json_safe as _clean, write_text as write_atomic  # Keras: only now
     write_atomic(json_path, json.dumps(_clean(result), indent=1) + "\n")
     write_atomic(csv_path, to_csv(rows))
     print(f"\nWrote {json_path} and {csv_path} "

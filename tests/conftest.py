@@ -25,13 +25,13 @@ def _private_cache(tmp_path, monkeypatch):
 @pytest.fixture(scope="session")
 def letters():
     """36 training images: 12 per class of 'A', 'B', 'C'."""
-    return tk.glyph_dataset(CHARS, 12, seed=0, name="abc train")
+    return tk.data.glyph_dataset(CHARS, 12, seed=0, name="abc train")
 
 
 @pytest.fixture(scope="session")
 def letters_val():
     """15 validation images: 5 per class, an independent draw."""
-    return tk.glyph_dataset(CHARS, 5, seed=1, name="abc val")
+    return tk.data.glyph_dataset(CHARS, 5, seed=1, name="abc val")
 
 
 @pytest.fixture(scope="session")

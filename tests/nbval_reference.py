@@ -5,7 +5,7 @@ and OpenBLAS choose kernels by instruction set, training turns last-bit differen
 other accuracies (see ``transferkit/reproducibility.py``).  Before the first notebook is
 collected this plugin computes ``tk.numerics_fingerprint()`` and compares it with the one
 recorded when the notebooks were last executed (``tests/reference_numerics.json``, written
-by ``python tests/reexecute_notebooks.py``):
+by ``python tools/reexecute_notebooks.py``):
 
 - same fingerprint: outputs are compared strictly (``--nbval``), as committed;
 - another fingerprint: every cell still runs and must not fail, but outputs are not
@@ -75,7 +75,7 @@ def decide(mode, reference, fingerprint):
         return False, f"not compared ({ENV}=lax); every cell must still run"
     if not reference or "digest" not in reference:
         return False, (f"not compared: no reference fingerprint in {REFERENCE.name}; run "
-                       "python tests/reexecute_notebooks.py to execute the notebooks here "
+                       "python tools/reexecute_notebooks.py to execute the notebooks here "
                        "and record one")
     mine = fingerprint()
     if mine.digest == reference["digest"]:
@@ -88,7 +88,7 @@ def decide(mode, reference, fingerprint):
                    f"{differs}; reference CPU: {reference.get('cpu', '?')}, numerics "
                    f"{reference.get('numerics', 'native')}), so seeded training gives "
                    "other numbers here; every cell still ran and must not fail. "
-                   f"{ENV}=strict compares anyway; python tests/reexecute_notebooks.py "
+                   f"{ENV}=strict compares anyway; python tools/reexecute_notebooks.py "
                    "re-executes the notebooks on this machine")
 
 

@@ -28,7 +28,7 @@ import pytest
 import transferkit as tk
 from helpers import TINY_WIDTHS, all_equal, snapshot, tiny_model
 from transferkit.source import source_paths
-from transferkit.transfer import save_atomically
+from transferkit._io import save_atomically
 
 KIT = Path(tk.__file__).resolve().parent
 TINY_RECIPE = dict(tk.SOURCE_RECIPE, train_per_class=5, epochs=1, widths=list(TINY_WIDTHS))
@@ -175,11 +175,17 @@ def test_c13_learning_rate_out_of_range(compiled, lr):
     assert_clear(err, f"learning_rate={lr!r}", "use a positive value such as 1e-3")
 
 
-@pytest.mark.parametrize("epochs", [0, 2.5, 10_001])
+@pytest.mark.parametrize("epochs", [0, 10_001])
 def test_c14_epoch_count_out_of_range(compiled, letters, epochs):
     with pytest.raises(ValueError) as err:
         tk.fit(compiled, letters, epochs=epochs)
     assert_clear(err, f"epochs={epochs!r}", "use an integer from 1 to 10000")
+
+
+def test_c14_a_fractional_epoch_count_is_not_a_whole_number(compiled, letters):
+    with pytest.raises(TypeError) as err:
+        tk.fit(compiled, letters, epochs=2.5)
+    assert_clear(err, "epochs=2.5", "not a whole number", "pass an integer")
 
 
 def test_c15_training_a_model_that_was_never_compiled(letters):
@@ -314,7 +320,7 @@ def test_c29_online_dataset_while_offline(monkeypatch):
         tk.online_task("mnist", timeout=2)
     assert_clear(err, "mnist.npz", "TRANSFERKIT_OFFLINE is set", "tk.target_task()",
                  "copy mnist.npz into")
-    assert not tk.is_cached("mnist")
+    assert not tk.online.is_cached("mnist")
 
 
 def test_c29_online_dataset_without_a_network(monkeypatch):
@@ -328,7 +334,7 @@ def test_c29_online_dataset_without_a_network(monkeypatch):
     with pytest.raises(tk.OfflineError) as err:
         tk.online_task("mnist", timeout=2)
     assert_clear(err, "mnist.npz", "storage.googleapis.com", "tk.target_task()")
-    assert not tk.is_cached("mnist")
+    assert not tk.online.is_cached("mnist")
 
 
 # --------------------------------------------------------------------------- cache and disk
@@ -499,7 +505,7 @@ def test_c36_transfer_that_transfers_nothing_or_part(letters, narrow_weights, ca
                                                      needle):
     path = getattr(narrow_weights, which)
     with pytest.raises(ValueError) as err:
-        tk.run_strategy("feature_extraction", letters, None, 3, path, epochs=1)
+        tk.run_strategy("feature_extraction", letters, None, 3, source_weights=path, epochs=1)
     assert_clear(err, str(path), needle, "random start", "tk.source_model().weights_path",
                  "allow_partial=True")
     assert capsys.readouterr().out == ""  # refused before training
@@ -509,9 +515,9 @@ def test_c36_transfer_that_transfers_nothing_or_part(letters, narrow_weights, ca
 
 
 def test_c36_allow_partial_transfers_what_fits_and_says_so(letters, narrow_weights):
-    run = tk.run_strategy("feature_extraction", letters, None, 3, narrow_weights.shallow,
+    run = tk.run_strategy("feature_extraction", letters, None, 3, source_weights=narrow_weights.shallow,
                           epochs=1, allow_partial=True)
-    assert isinstance(run.transfer, tk.LoadReport) and not run.transfer.complete
+    assert isinstance(run.transfer, tk.transfer.LoadReport) and not run.transfer.complete
     assert run.transfer.backbone_missing == ["block3_conv", "block3_bn"]
     assert run.describe_transfer().startswith(
         "loaded 4 of 6 backbone layers from shallow.weights.h5 (2 kept their random start")
@@ -565,7 +571,7 @@ def test_c41_few_shot_without_a_seed(letters):
 @pytest.mark.parametrize("seed", ["abc", -1, 1.5])
 def test_c42_few_shot_with_a_bad_seed(letters, seed):
     for sample in (lambda: tk.few_shot(letters, 2, seed=seed),
-                   lambda: tk.split(letters, seed=seed)):
+                   lambda: tk.data.split(letters, seed=seed)):
         with pytest.raises(ValueError) as err:
             sample()
         assert_clear(err, f"seed={seed!r} must be a non-negative integer", "e.g. seed=0")
@@ -576,11 +582,11 @@ def test_c42_few_shot_with_a_bad_seed(letters, seed):
 def test_c43_fewer_epochs_than_the_strategy_has_phases(letters, weights_file, capsys, strategy,
                                                        epochs, phases):
     with pytest.raises(ValueError) as err:
-        tk.run_strategy(strategy, letters, None, 3, weights_file, epochs=epochs)
+        tk.run_strategy(strategy, letters, None, 3, source_weights=weights_file, epochs=epochs)
     assert_clear(err, f"epochs={epochs} is too few for strategy {strategy!r}",
                  f"{phases} phases", f"use epochs >= {phases}")
     assert capsys.readouterr().out == ""
-    assert tk.get_strategy(strategy).min_epochs() == phases
+    assert tk.strategies.get_strategy(strategy).min_epochs() == phases
 
 
 def test_c44_training_data_with_a_single_class(compiled, letters):
@@ -611,7 +617,7 @@ def test_c46_sweep_with_bad_shots(letters, shots, needle):
 
 
 def test_c47_evaluating_a_head_built_for_another_task(compiled, letters):
-    digits = tk.Dataset(letters.x, letters.y, tuple(tk.DIGITS), "digits test")
+    digits = tk.Dataset(letters.x, letters.y, tuple(tk.data.DIGITS), "digits test")
     for score in (tk.evaluate, tk.class_report):
         with pytest.raises(ValueError) as err:
             score(compiled, digits)
@@ -838,7 +844,7 @@ def test_interrupted_fit_keeps_a_usable_model_and_the_finished_epochs(letters, c
     history = tk.fit(model, letters, letters, epochs=4, batch_size=8,
                      callbacks=[InterruptAt(epoch=1, step=2)])
     assert history.interrupted and history.epochs == 1  # epoch 0 finished, epoch 1 did not
-    assert all(math.isfinite(history.metrics[k][0]) for k in tk.training.METRICS)
+    assert all(math.isfinite(history.metrics[k][0]) for k in tk.history.METRICS)
     assert "Interrupted after 1 epochs" in capsys.readouterr().out
     weights = snapshot(model)
     assert all(np.isfinite(a).all() for arrays in weights.values() for a in arrays)

@@ -20,7 +20,7 @@ def blobs(separated, n_per_class=20, classes=4, dims=8, seed=0):
     return f, y
 
 
-@pytest.mark.parametrize("score", [tk.logme, tk.h_score])
+@pytest.mark.parametrize("score", [tk.choosing.logme, tk.choosing.h_score])
 def test_scores_are_finite_and_prefer_separating_features(score):
     good, bad = score(*blobs(True)), score(*blobs(False))
     assert math.isfinite(good) and math.isfinite(bad)
@@ -29,19 +29,20 @@ def test_scores_are_finite_and_prefer_separating_features(score):
 
 def test_logme_prefers_more_separated_features():
     f, y = blobs(True)
-    assert tk.logme(f, y) > tk.logme(f + np.random.default_rng(1).normal(0, 3, f.shape), y)
+    noisy = f + np.random.default_rng(1).normal(0, 3, f.shape)
+    assert tk.choosing.logme(f, y) > tk.choosing.logme(noisy, y)
 
 
 def test_logme_survives_constant_features():
     f, y = blobs(False)
-    assert math.isfinite(tk.logme(np.zeros_like(f), y))
+    assert math.isfinite(tk.choosing.logme(np.zeros_like(f), y))
 
 
 def test_scores_reject_bad_shapes():
     with pytest.raises(ValueError, match="one feature vector per labelled example"):
-        tk.logme(np.zeros((5, 3)), np.zeros(4, dtype=int))
+        tk.choosing.logme(np.zeros((5, 3)), np.zeros(4, dtype=int))
     with pytest.raises(ValueError, match="integer class indices"):
-        tk.h_score(np.zeros((4, 3)), np.array([0.0, 1.0, 0.0, 1.0]))
+        tk.choosing.h_score(np.zeros((4, 3)), np.array([0.0, 1.0, 0.0, 1.0]))
 
 
 def test_probe_accuracy_tells_separable_from_noise():
@@ -49,8 +50,8 @@ def test_probe_accuracy_tells_separable_from_noise():
     vf, vy = blobs(True, seed=1)
     nf, ny = blobs(False, seed=0)
     nvf, nvy = blobs(False, seed=1)
-    assert tk.probe_accuracy(f, y, vf, vy) > 0.9
-    assert tk.probe_accuracy(nf, ny, nvf, nvy) < 0.6
+    assert tk.choosing.probe_accuracy(f, y, vf, vy) > 0.9
+    assert tk.choosing.probe_accuracy(nf, ny, nvf, nvy) < 0.6
 
 
 def test_rank_sources_ranks_a_trained_backbone_above_a_random_one(well_trained, letters,

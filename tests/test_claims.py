@@ -14,7 +14,7 @@ def test_a_claim_that_holds_prints_one_line_with_its_numbers(capsys):
     c = tk.claim("transfer beats scratch", 0.8125 > 0.6, transfer=0.8125, scratch=0.6, shots=5)
     assert capsys.readouterr().out == (
         "claim holds: transfer beats scratch (transfer 0.8125, scratch 0.6, shots 5)\n")
-    assert isinstance(c, tk.Claim) and c.statement == "transfer beats scratch"
+    assert isinstance(c, tk.claims.Claim) and c.statement == "transfer beats scratch"
     assert dict(c.evidence) == {"transfer": 0.8125, "scratch": 0.6, "shots": 5}
     assert str(c) == c.line.rstrip()
     with pytest.raises(dataclasses.FrozenInstanceError):
@@ -22,7 +22,7 @@ def test_a_claim_that_holds_prints_one_line_with_its_numbers(capsys):
 
 
 def test_a_claim_that_fails_raises_an_assertion_error_naming_the_numbers(capsys):
-    with pytest.raises(tk.ClaimError) as info:
+    with pytest.raises(tk.claims.ClaimError) as info:
         tk.claim("transfer beats scratch", np.float32(0.5) > 0.6, transfer=np.float32(0.5),
                  scratch=0.6)
     assert isinstance(info.value, AssertionError)
@@ -35,7 +35,7 @@ def test_a_claim_that_fails_raises_an_assertion_error_naming_the_numbers(capsys)
 def test_numpy_bools_and_no_evidence(capsys):
     tk.claim("weights unchanged", np.bool_(True))
     assert capsys.readouterr().out == "claim holds: weights unchanged\n"
-    with pytest.raises(tk.ClaimError, match=r"^claim fails: weights unchanged$"):
+    with pytest.raises(tk.claims.ClaimError, match=r"^claim fails: weights unchanged$"):
         tk.claim("weights unchanged", np.array(False))
 
 
@@ -167,10 +167,10 @@ def _breaks(notebook, statement):
 def test_a_notebook_claim_holds_on_its_numbers_and_fails_when_they_change(
         notebook, statement, node, values, capsys):
     assert isinstance(values, dict), f"{notebook}, {statement!r}: {values}"
-    assert isinstance(_run(node, values), tk.Claim), "the committed numbers must satisfy it"
+    assert isinstance(_run(node, values), tk.claims.Claim), "the committed numbers must satisfy it"
     for change in _breaks(notebook, statement):
         assert set(change) <= set(values), f"{notebook}: {set(change) - set(values)} not evidence"
-        with pytest.raises(tk.ClaimError, match=r"^claim fails: "):
+        with pytest.raises(tk.claims.ClaimError, match=r"^claim fails: "):
             _run(node, {**values, **change})
 
 

@@ -100,7 +100,7 @@ def test_prepare_uses_the_cached_source_and_reports_offline_downloads(monkeypatc
     # publish a (tiny-budget, untrained) source model so prepare only loads it
     tk.set_seed(0)
     model = tk.build_model(26, widths=tuple(tk.SOURCE_RECIPE["widths"]), name="source")
-    scores = tk.Scores(0.5, 0.5, 0.5, 0.5, np.zeros((26, 26)), tuple(tk.UPPERCASE))
+    scores = tk.Scores(0.5, 0.5, 0.5, 0.5, np.zeros((26, 26)), tuple(tk.data.UPPERCASE))
     tk.publish_source(model, scores)
     monkeypatch.setenv(online.ENV_OFFLINE, "1")
     assert cli.main(["prepare", "--online", "mnist"]) == 1
@@ -116,7 +116,8 @@ def test_prepare_all_sources_trains_each_alternative_recipe_once(monkeypatch, ca
     monkeypatch.setattr(source, "SOURCE_RECIPES", recipes)
     tk.set_seed(0)  # a published (untrained) letters model, so only the others train
     model = tk.build_model(26, widths=tuple(tk.SOURCE_RECIPE["widths"]), name="source")
-    tk.publish_source(model, tk.Scores(0.5, 0.5, 0.5, 0.5, np.zeros((26, 26)), tuple(tk.UPPERCASE)))
+    tk.publish_source(model, tk.Scores(0.5, 0.5, 0.5, 0.5, np.zeros((26, 26)),
+                                       tuple(tk.data.UPPERCASE)))
     assert cli.main(["prepare", "--all-sources"]) == 0
     out = capsys.readouterr().out
     assert "source noise: test accuracy" in out and "source untrained: test accuracy" in out
@@ -134,12 +135,13 @@ def test_names_the_parser_knows_without_keras_match_the_kit():
 
     assert cli.ONLINE_NAMES == tuple(online.ONLINE_DATASETS) + tuple(online.BACKBONE_FILES)
     assert cli.DEFAULT_TIMEOUT == online.DEFAULT_TIMEOUT
-    assert checks.PRESET_NAMES == tuple(sorted(tk.PRESETS))
+    assert checks.PRESET_NAMES == tuple(sorted(tk.environment.PRESETS))
     assert strategies.HEAD == models.HEAD
-    assert all(len(p.widths) == len(strategies.DEFAULT_BLOCKS) for p in tk.PRESETS.values())
-    assert tk.block_names(tk.build_model(10)) == list(strategies.DEFAULT_BLOCKS)
+    presets = tk.environment.PRESETS.values()
+    assert all(len(p.widths) == len(strategies.DEFAULT_BLOCKS) for p in presets)
+    assert tk.models.block_names(tk.build_model(10)) == list(strategies.DEFAULT_BLOCKS)
     for s in tk.STRATEGIES.values():
-        assert s.min_epochs() == len(s.phases(tk.block_names(tk.build_model(10))))
+        assert s.min_epochs() == len(s.phases(tk.models.block_names(tk.build_model(10))))
 
 
 def test_compare_reports_what_each_strategy_transferred(tmp_path, capsys):
@@ -178,7 +180,7 @@ def test_the_lazy_package_hands_out_the_public_names(monkeypatch):
 
     monkeypatch.delattr(transferkit, "_api")  # as before the first use, in a lazy package
     assert transferkit.__getattr__("few_shot") is tk.few_shot
-    assert transferkit.__getattr__("StrategyRun") is tk.StrategyRun
-    for missing in ("nope", "_api", "__wrapped__"):
+    assert transferkit.__getattr__("StrategyLab") is tk.StrategyLab
+    for missing in ("nope", "_api", "__wrapped__", "logme"):  # logme: tk.choosing.logme
         with pytest.raises(AttributeError):
             transferkit.__getattr__(missing)

@@ -21,7 +21,7 @@ def _check_images(x):
 
 # --------------------------------------------------------------------------- glyphs
 def test_glyph_dataset_shape_dtype_range_and_labels():
-    ds = tk.glyph_dataset("XYZ", 7, seed=3)
+    ds = tk.data.glyph_dataset("XYZ", 7, seed=3)
     _check_images(ds.x)
     assert ds.x.shape == (21, 28, 28, 1)
     assert ds.y.dtype.kind == "i" and ds.y.shape == (21,)
@@ -32,9 +32,9 @@ def test_glyph_dataset_shape_dtype_range_and_labels():
 
 
 def test_glyph_dataset_is_deterministic_per_seed():
-    a = tk.glyph_dataset("AB", 4, seed=5)
-    b = tk.glyph_dataset("AB", 4, seed=5)
-    c = tk.glyph_dataset("AB", 4, seed=6)
+    a = tk.data.glyph_dataset("AB", 4, seed=5)
+    b = tk.data.glyph_dataset("AB", 4, seed=5)
+    c = tk.data.glyph_dataset("AB", 4, seed=6)
     assert np.array_equal(a.x, b.x) and np.array_equal(a.y, b.y)
     assert not np.array_equal(a.x, c.x)
 
@@ -42,18 +42,18 @@ def test_glyph_dataset_is_deterministic_per_seed():
 @pytest.mark.parametrize("n", [0, -1])
 def test_glyph_dataset_rejects_non_positive_count(n):
     with pytest.raises(ValueError, match="n_per_class"):
-        tk.glyph_dataset("AB", n)
+        tk.data.glyph_dataset("AB", n)
 
 
 def test_glyph_dataset_blank_character_is_a_clear_error():
     with pytest.raises(ValueError, match="no glyph for ' '"):
-        tk.glyph_dataset(" ", 1)
+        tk.data.glyph_dataset(" ", 1)
 
 
 def test_target_task_shapes_and_classes():
     task = tk.target_task(train_per_class=3, val_per_class=2, test_per_class=4)
     assert isinstance(task, tk.Task)
-    assert task.class_names == tuple(tk.DIGITS) and task.num_classes == 10
+    assert task.class_names == tuple(tk.data.DIGITS) and task.num_classes == 10
     assert task.input_shape == (28, 28, 1)
     for part, n in ((task.train, 3), (task.val, 2), (task.test, 4)):
         _check_images(part.x)
@@ -67,7 +67,7 @@ def test_handwritten_digits():
     ds = tk.handwritten_digits()
     assert ds.x.shape == (1797, 28, 28, 1)
     _check_images(ds.x)
-    assert ds.class_names == tuple(tk.DIGITS)
+    assert ds.class_names == tuple(tk.data.DIGITS)
     assert set(np.unique(ds.y)) == set(range(10))
     # 8x8 digits upscaled into the central 20x20 box, MNIST-style black border
     assert not ds.x[:, :4].any() and not ds.x[:, 24:].any()
@@ -138,8 +138,8 @@ def test_few_shot_of_an_empty_class_says_so(letters):
 
 # --------------------------------------------------------------------------- split
 def test_split_is_stratified_and_disjoint():
-    data = tk.glyph_dataset("AB", 20, seed=4)
-    train, val, test = tk.split(data, (0.5, 0.25, 0.25), seed=0)
+    data = tk.data.glyph_dataset("AB", 20, seed=4)
+    train, val, test = tk.data.split(data, (0.5, 0.25, 0.25), seed=0)
     assert train.counts() == [10, 10] and val.counts() == [5, 5] and test.counts() == [5, 5]
     flat = [part.x.reshape(len(part), -1) for part in (train, val, test)]
     all_rows = np.concatenate(flat)
@@ -149,4 +149,4 @@ def test_split_is_stratified_and_disjoint():
 @pytest.mark.parametrize("fractions", [(0.5, 0.5), (0.7, 0.2, 0.2), (1.0, 0.0, 0.0)])
 def test_split_rejects_bad_fractions(letters, fractions):
     with pytest.raises(ValueError, match="fractions"):
-        tk.split(letters, fractions)
+        tk.data.split(letters, fractions)

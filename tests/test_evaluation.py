@@ -16,7 +16,7 @@ Y_PRED = np.array([0, 1, 1, 1, 2, 0])
 
 
 def test_score_predictions_matches_hand_computed_and_sklearn():
-    s = tk.score_predictions(Y_TRUE, Y_PRED, ("a", "b", "c"))
+    s = tk.evaluation.score_predictions(Y_TRUE, Y_PRED, ("a", "b", "c"))
     assert s.accuracy == pytest.approx(4 / 6)
     assert s.precision == pytest.approx((1 / 2 + 2 / 3 + 1) / 3)
     assert s.recall == pytest.approx((1 / 2 + 1 + 1 / 2) / 3)
@@ -27,19 +27,19 @@ def test_score_predictions_matches_hand_computed_and_sklearn():
 
 
 def test_score_predictions_counts_a_never_predicted_class():
-    s = tk.score_predictions([0, 1, 2], [0, 1, 1], ("a", "b", "c"))
+    s = tk.evaluation.score_predictions([0, 1, 2], [0, 1, 1], ("a", "b", "c"))
     assert s.confusion.shape == (3, 3)
     assert s.recall == pytest.approx((1 + 1 + 0) / 3)
 
 
 def test_score_predictions_rejects_mismatched_lengths():
     with pytest.raises(ValueError, match="same, non-zero length"):
-        tk.score_predictions([0, 1], [0])
+        tk.evaluation.score_predictions([0, 1], [0])
 
 
 def test_class_report_agrees_with_evaluate_and_sklearn(trained, letters_val):
     report = tk.class_report(trained.model, letters_val)
-    pred = tk.predict_classes(trained.model, letters_val)
+    pred = tk.evaluation.predict_classes(trained.model, letters_val)
     p, r, f, s = metrics.precision_recall_fscore_support(letters_val.y, pred, labels=[0, 1, 2],
                                                          zero_division=0)
     np.testing.assert_allclose(report.f1, f)
@@ -65,7 +65,7 @@ def test_over_seeds_passes_each_seed_and_takes_accuracy_from_scores():
 
     def fn(seed):
         seen.append(seed)
-        return tk.score_predictions([0, 1], [0, seed % 2], ("a", "b"))
+        return tk.evaluation.score_predictions([0, 1], [0, seed % 2], ("a", "b"))
     summary = tk.over_seeds(fn, seeds=(4, 5))
     assert seen == [4, 5]
     assert summary.values == (0.5, 1.0)

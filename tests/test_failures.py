@@ -57,7 +57,7 @@ def test_restyled_needs_glyph_class_names(letters):
 
 def test_shift_task_shifts_every_split(letters, letters_val):
     task = tk.Task("abc", letters, letters_val, letters_val)
-    out = tk.shift_task(task, "inverted")
+    out = tk.data.shift_task(task, "inverted")
     assert out.name == "abc, inverted"
     for before, after in ((task.train, out.train), (task.val, out.val), (task.test, out.test)):
         np.testing.assert_allclose(after.x, 1.0 - before.x, atol=1e-7)
@@ -76,9 +76,9 @@ def test_accuracy_under_shift_reports_every_kind(trained, letters_val):
                     reason="JAX and torch cache their own source model: the key names the backend")
 def test_default_recipe_key_is_unchanged():
     if tk.environment.numerics_tag() == "portable-1":  # the default; native has its own keys
-        assert tk.recipe_key(tk.SOURCE_RECIPE) == "5c9d00136d"
-    assert tk.recipe_key("letters") == tk.recipe_key(tk.SOURCE_RECIPE)
-    keys = {tk.recipe_key(r) for r in tk.SOURCE_RECIPES.values()}
+        assert tk.source.recipe_key(tk.SOURCE_RECIPE) == "5c9d00136d"
+    assert tk.source.recipe_key("letters") == tk.source.recipe_key(tk.SOURCE_RECIPE)
+    keys = {tk.source.recipe_key(r) for r in tk.SOURCE_RECIPES.values()}
     assert len(keys) == len(tk.SOURCE_RECIPES)  # every recipe has its own cache file
 
 
@@ -86,7 +86,7 @@ def test_unknown_recipe_names_the_choices():
     with pytest.raises(ValueError, match=r"unknown source recipe 'shuffled'.*'letters-shuffled'"):
         tk.source_model("shuffled")
     with pytest.raises(ValueError, match=r"task 'words' is unknown.*'noise'"):
-        tk.recipe_key(dict(tk.SOURCE_RECIPE, task="words"))
+        tk.source.recipe_key(dict(tk.SOURCE_RECIPE, task="words"))
 
 
 def small(task, epochs=1):
@@ -95,10 +95,10 @@ def small(task, epochs=1):
 
 
 def test_recipe_tasks_change_what_they_document():
-    plain = tk.recipe_task(small("letters"))
-    shuffled = tk.recipe_task(small("letters-shuffled"))
-    inverted = tk.recipe_task(small("letters-inverted"))
-    noise = tk.recipe_task(small("noise"))
+    plain = tk.source.recipe_task(small("letters"))
+    shuffled = tk.source.recipe_task(small("letters-shuffled"))
+    inverted = tk.source.recipe_task(small("letters-inverted"))
+    noise = tk.source.recipe_task(small("noise"))
     np.testing.assert_array_equal(shuffled.train.x, plain.train.x)
     assert sorted(shuffled.train.y) == sorted(plain.train.y)  # same labels, other images
     assert not np.array_equal(shuffled.train.y, plain.train.y)
@@ -112,7 +112,7 @@ def test_alternative_recipe_is_trained_once_then_loaded(capsys):
     recipe = small("noise")
     first = tk.source_model(recipe)
     assert "training it now" in capsys.readouterr().out
-    assert first.weights_path.name == f"source-{tk.recipe_key(recipe)}.weights.h5"
+    assert first.weights_path.name == f"source-{tk.source.recipe_key(recipe)}.weights.h5"
     second = tk.source_model(recipe)
     assert "Loaded" in capsys.readouterr().out
     assert all_equal(snapshot(first.model), snapshot(second.model))
@@ -132,7 +132,7 @@ def test_compare_to_scratch_runs_both_on_the_same_shots(letters, letters_val, tm
     task = tk.Task("abc", letters, letters_val, letters_val)
     path = tmp_path / "src.weights.h5"
     tk.save_weights(tk.build_model(3, name="src"), path)
-    cmp = tk.compare_to_scratch(path, task, shots=2, seeds=(1,), epochs=1)
+    cmp = tk.failures.compare_to_scratch(path, task, shots=2, seeds=(1,), epochs=1)
     assert cmp.transfer.seeds == cmp.scratch.seeds == (1,)
     assert all(0.0 <= v <= 1.0 for v in cmp.transfer.values + cmp.scratch.values)
     assert cmp.gap_points == pytest.approx(100 * (cmp.transfer.mean - cmp.scratch.mean))

@@ -67,8 +67,8 @@ def test_knn_accuracy_separates_clusters_from_noise():
     rng = np.random.default_rng(0)
     labels = np.repeat(np.arange(3), 20)
     clustered = rng.normal(size=(60, 2)) * 0.1 + labels[:, None] * 5.0
-    assert tk.knn_accuracy(clustered, labels) == 1.0
-    assert tk.knn_accuracy(rng.normal(size=(60, 2)), labels) < 0.7
+    assert tk.features.knn_accuracy(clustered, labels) == 1.0
+    assert tk.features.knn_accuracy(rng.normal(size=(60, 2)), labels) < 0.7
 
 
 def test_embed_rejects_bad_arguments(trained, letters):

@@ -173,12 +173,12 @@ SHOTS = st.lists(st.one_of(st.integers(1, 12), st.integers(-1, 14), st.floats(0,
 @example(strategies=["scratch"], shots=[1, 2], epochs=2)  # a valid call, to show it passes
 def test_sweep_refuses_odd_arguments_before_any_run(letters, strategies, shots, epochs):
     task = tk.Task("abc", letters, letters, letters)
-    with mock.patch("transferkit.training.run_strategy", side_effect=Reached):
+    with mock.patch("transferkit.experiments.run_strategy", side_effect=Reached):
         try:
             tk.sweep(strategies, task, shots=shots, epochs=epochs)
         except Reached:
             hypothesis.event("reached")
-            chosen = [tk.get_strategy(s) for s in strategies]
+            chosen = [tk.strategies.get_strategy(s) for s in strategies]
             assert chosen and all(not s.uses_source for s in chosen)  # no source weights given
             assert shots and all(isinstance(k, int) and 1 <= k <= 12 for k in shots)
             assert isinstance(epochs, int) and epochs >= max(s.min_epochs() for s in chosen)

@@ -135,7 +135,7 @@ def test_l2sp_reaches_the_training_loss_only_for_trainable_weights():
     assert sum(losses) == pytest.approx(tk.l2sp_penalty(model), rel=1e-6) and sum(losses) > 0
     tk.freeze(model)  # frozen weights cannot move: Keras leaves their penalty out
     assert model.losses == []
-    tk.detach_l2sp(model)
+    tk.knowledge.detach_l2sp(model)
     tk.unfreeze(model)
     assert tk.l2sp_penalty(model) == 0.0 and model.losses == []
 
@@ -158,4 +158,4 @@ def test_l2sp_rejects_bad_alpha(alpha):
     with pytest.raises(ValueError, match=r"alpha=.*non-negative"):
         tk.attach_l2sp(tiny_model(), alpha)
     with pytest.raises(ValueError, match=r"alpha=.*non-negative"):
-        tk.L2SP(np.zeros(3), alpha)
+        tk.knowledge.L2SP(np.zeros(3), alpha)

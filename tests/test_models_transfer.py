@@ -10,7 +10,7 @@ import pytest
 
 import transferkit as tk
 from helpers import TINY_WIDTHS, all_equal, backbone, snapshot, tiny_model, to_np
-from transferkit.transfer import save_atomically
+from transferkit._io import save_atomically
 
 BACKBONE_WITH_WEIGHTS = ["block1_conv", "block1_bn", "block2_conv", "block2_bn"]
 
@@ -36,11 +36,11 @@ def test_build_model_has_named_blocks_and_head():
     model = tiny_model(3)
     assert model.output_shape == (None, 3)
     assert tuple(model.inputs[0].shape[1:]) == (28, 28, 1)
-    assert tk.block_names(model) == ["block1", "block2"]
-    assert [l.name for l in tk.block_layers(model, "block1")] == [
+    assert tk.models.block_names(model) == ["block1", "block2"]
+    assert [l.name for l in tk.models.block_layers(model, "block1")] == [
         "block1_conv", "block1_bn", "block1_relu"]
-    assert tk.block_layers(model, "head") == [model.get_layer("head")]
-    assert len(tk.block_names(tk.build_model(4, widths=(2, 2, 2)))) == 3
+    assert tk.models.block_layers(model, "head") == [model.get_layer("head")]
+    assert len(tk.models.block_names(tk.build_model(4, widths=(2, 2, 2)))) == 3
 
 
 @pytest.mark.parametrize("kwargs", [dict(num_classes=1), dict(num_classes=2.0),
@@ -85,7 +85,7 @@ def test_load_matching_weights_transfers_backbone_to_new_head(trained, tmp_path)
 
     report = tk.load_matching_weights(target, path)
 
-    assert isinstance(report, tk.LoadReport) and report.ok
+    assert isinstance(report, tk.transfer.LoadReport) and report.ok
     assert report.loaded == BACKBONE_WITH_WEIGHTS
     assert all_equal(backbone(snapshot(target)), backbone(saved))
     assert list(report.skipped) == ["head"]
@@ -300,7 +300,7 @@ def test_param_summary_matches_keras_counts():
         assert summary.non_trainable == keras_counts["Non-trainable"], state
         assert summary.total == keras_counts["Total"] == model.count_params()
         for block, trainable, frozen in summary.rows:
-            layers = tk.block_layers(model, block)
+            layers = tk.models.block_layers(model, block)
             assert trainable + frozen == sum(l.count_params() for l in layers)
     assert [row[0] for row in summary.rows] == ["block1", "block2", "head"]
     assert "total" in str(summary)

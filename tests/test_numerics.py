@@ -91,7 +91,7 @@ def test_reported_and_part_of_the_cache_key(monkeypatch):
     monkeypatch.setitem(environment._numerics._state, "mode", "native")
     native = tk.source.preset_recipe("cpu")
     assert native["numerics"].startswith("native ") and "threads" in native["numerics"]
-    assert tk.recipe_key(native) != tk.recipe_key(portable)
+    assert tk.source.recipe_key(native) != tk.source.recipe_key(portable)
 
 
 @pytest.mark.skipif(tk.device_report()["backend"] != "tensorflow", reason="TensorFlow's settings")

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 import transferkit as tk
-from transferkit import online
+from transferkit import _io, online
 
 
 KERAS_URL = "https://storage.googleapis.com/tensorflow/tf-keras-datasets/mnist.npz"
@@ -46,7 +46,7 @@ def test_mnist_file_in_the_cache_loads_without_network(monkeypatch):
     assert train.x.dtype == np.float32 and train.y.dtype == np.int64
     np.testing.assert_allclose(train.x[..., 0] * 255, arrays["x_train"], atol=1e-3)
     assert np.array_equal(test.y, arrays["y_test"]) and train.class_names == tuple("0123456789")
-    assert tk.is_cached("mnist")
+    assert tk.online.is_cached("mnist")
 
 
 def test_online_task_is_balanced_disjoint_and_fits_the_kit(monkeypatch):
@@ -124,7 +124,7 @@ def test_offline_without_cache_fails_with_the_alternative_and_the_folder(monkeyp
         tk.load_online_dataset("mnist")
     message = str(caught.value)
     assert "MNIST" in message and "tk.target_task()" in message
-    folder = online._shown(tk.online_file_paths("mnist")[0].parent)
+    folder = _io.shown(tk.online_file_paths("mnist")[0].parent)
     assert f"copy mnist.npz into {folder}" in message and "\n" not in message
     assert isinstance(caught.value, ConnectionError)
     assert not tk.online_file_paths("mnist")[0].exists()
@@ -200,12 +200,12 @@ def test_download_is_checked_and_published_atomically(monkeypatch, local_server,
 
     use_mnist_url(monkeypatch, base + "mnist.npz", "0" * 64)  # a wrong checksum
     with pytest.raises(ValueError, match="hash does not match"):
-        tk.fetch_online("mnist")
+        tk.online.fetch_online("mnist")
     folder = tk.online_file_paths("mnist")[0].parent
     assert list(folder.iterdir()) == []  # nothing half-checked is left in the cache
 
     use_mnist_url(monkeypatch, base + "mnist.npz", digest)
-    assert tk.fetch_online("mnist") == tk.online_file_paths("mnist")
+    assert tk.online.fetch_online("mnist") == tk.online_file_paths("mnist")
     served.unlink()  # from now on only the cache can answer
     train, test = tk.load_online_dataset("mnist")
     assert len(train) == 20 and len(test) == 10 and [p.name for p in folder.iterdir()] == [

@@ -27,7 +27,7 @@ def test_plot_history_draws_loss_and_accuracy(trained):
 
 
 def test_plot_history_marks_phase_boundaries():
-    a, b = tk.RunHistory("head"), tk.RunHistory("tune")
+    a, b = tk.history.RunHistory("head"), tk.history.RunHistory("tune")
     for h, n in ((a, 2), (b, 3)):
         for _ in range(n):
             h.add_epoch({"loss": 1.0, "accuracy": 0.5})

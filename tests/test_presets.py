@@ -21,42 +21,42 @@ def no_preset_env(monkeypatch):
 
 def test_automatic_choice_follows_the_devices_keras_sees(no_preset_env, monkeypatch):
     seen = bool(tk.device_report()["gpus"])
-    assert tk.preset().name == ("gpu" if seen else "cpu")
+    assert tk.environment.preset().name == ("gpu" if seen else "cpu")
     # both branches, whatever this machine has: the kit's own device query decides
     monkeypatch.setattr(environment, "_gpus", lambda: ["gpu:0"])
-    assert tk.preset().name == "gpu"
+    assert tk.environment.preset().name == "gpu"
     monkeypatch.setattr(environment, "_gpus", lambda: [])
-    assert tk.preset().name == "cpu"
+    assert tk.environment.preset().name == "cpu"
 
 
 def test_environment_variable_overrides_the_automatic_choice(monkeypatch):
     monkeypatch.setattr(environment, "_gpus", lambda: [])
     monkeypatch.setenv(ENV_PRESET, "gpu")
-    assert tk.preset() is tk.PRESETS["gpu"]
+    assert tk.environment.preset() is tk.environment.PRESETS["gpu"]
     monkeypatch.setattr(environment, "_gpus", lambda: ["gpu:0"])
     monkeypatch.setenv(ENV_PRESET, "cpu")
-    assert tk.preset() is tk.PRESETS["cpu"]
+    assert tk.environment.preset() is tk.environment.PRESETS["cpu"]
 
 
 def test_argument_overrides_the_environment_variable(monkeypatch):
     monkeypatch.setenv(ENV_PRESET, "gpu")
-    assert tk.preset("cpu") is tk.PRESETS["cpu"]
+    assert tk.environment.preset("cpu") is tk.environment.PRESETS["cpu"]
 
 
 @pytest.mark.parametrize("name", ["tpu", "GPU", ""])
 def test_unknown_name_is_refused_with_the_allowed_names(name):
     with pytest.raises(ValueError, match=rf"preset {name!r} is unknown; use one of \['cpu', 'gpu'\]"):
-        tk.preset(name)
+        tk.environment.preset(name)
 
 
 def test_unknown_name_in_the_environment_names_the_variable(monkeypatch):
     monkeypatch.setenv(ENV_PRESET, "fast")
     with pytest.raises(ValueError, match=rf"{ENV_PRESET}='fast' is unknown; use one of"):
-        tk.preset()
+        tk.environment.preset()
 
 
 def test_cpu_preset_is_the_kit_as_it_was():
-    cpu = tk.PRESETS["cpu"]
+    cpu = tk.environment.PRESETS["cpu"]
     assert (cpu.source_train_per_class, cpu.source_epochs, cpu.batch_size, cpu.widths,
             cpu.mixed_precision) == (120, 8, 64, (16, 32, 64), False)
     assert preset_recipe(cpu) == preset_recipe("cpu")
@@ -82,7 +82,7 @@ def test_on_a_cpu_machine_the_defaults_are_the_cpu_preset():
 
 
 def test_gpu_preset_is_bigger_and_caches_under_another_key():
-    cpu, gpu = tk.PRESETS["cpu"], tk.PRESETS["gpu"]
+    cpu, gpu = tk.environment.PRESETS["cpu"], tk.environment.PRESETS["gpu"]
     assert gpu.source_train_per_class > cpu.source_train_per_class
     assert all(g >= c for g, c in zip(gpu.widths, cpu.widths)) and gpu.mixed_precision
     assert recipe_key(preset_recipe("gpu")) != ORIGINAL_SOURCE_KEY
@@ -90,8 +90,8 @@ def test_gpu_preset_is_bigger_and_caches_under_another_key():
 
 
 def test_describe_device_names_the_preset(no_preset_env):
-    assert f"preset {tk.preset().name!r}" in tk.describe_device()
-    assert tk.device_report()["preset"] == tk.preset().name
+    assert f"preset {tk.environment.preset().name!r}" in tk.describe_device()
+    assert tk.device_report()["preset"] == tk.environment.preset().name
 
 
 @pytest.mark.skipif(keras.backend.backend() == "tensorflow"

@@ -70,7 +70,7 @@ def test_other_fingerprint_runs_the_cells_without_comparing_and_says_why(fingerp
     assert not strict
     for needle in ("NOT compared", fingerprint.digest, "aaaaaaaaaaaa", "in: training",
                    "Some CPU [avx2]", "must not fail", "TRANSFERKIT_NBVAL=strict",
-                   "tests/reexecute_notebooks.py"):
+                   "tools/reexecute_notebooks.py"):
         assert needle in why, needle
 
 

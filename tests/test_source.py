@@ -63,7 +63,7 @@ def test_first_call_trains_and_publishes_weights_and_metadata(built):
     assert "training it now" in built.printed and "Saved" in built.printed
     assert "Loaded" not in built.printed
     first = built.first
-    assert isinstance(first, tk.SourceModel) and first.weights_path == built.weights
+    assert isinstance(first, tk.source.SourceModel) and first.weights_path == built.weights
     assert built.weights.exists() and built.meta.exists()
     # nothing else is left behind (no temporary files): weights, metadata, the lock
     assert {p.name for p in built.folder.iterdir()} == {
@@ -71,10 +71,10 @@ def test_first_call_trains_and_publishes_weights_and_metadata(built):
     info = json.loads(built.meta.read_text())
     assert info == first.info
     assert info["key"] == recipe_key(TINY_RECIPE) and info["recipe"] == TINY_RECIPE
-    assert info["classes"] == list(tk.UPPERCASE)
+    assert info["classes"] == list(tk.data.UPPERCASE)
     assert 0.0 <= info["test_accuracy"] <= 1.0
     assert first.model.output_shape == (None, 26)
-    assert tk.block_names(first.model) == ["block1", "block2"]
+    assert tk.models.block_names(first.model) == ["block1", "block2"]
     stored = tk.read_weights_file(built.weights)
     assert all_equal(stored, snapshot(first.model))
 

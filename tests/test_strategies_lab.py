@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 import transferkit as tk
-from transferkit.strategies import ScaledAdam, split_epochs
+from transferkit.strategies import split_epochs
+from transferkit.training import ScaledAdam
 from helpers import to_np
 
 
@@ -30,11 +31,12 @@ def source_file(tmp_path_factory):
 
 def test_unknown_strategy_lists_the_valid_ones():
     with pytest.raises(ValueError, match=r"unknown strategy 'fine_tune'.*'fine_tune_top'"):
-        tk.get_strategy("fine_tune")
+        tk.strategies.get_strategy("fine_tune")
 
 
 def test_strategies_by_key_or_title():
-    assert tk.get_strategy("fine-tune top block") is tk.get_strategy("fine_tune_top")
+    get = tk.strategies.get_strategy
+    assert get("fine-tune top block") is get("fine_tune_top")
 
 
 @pytest.mark.parametrize("epochs", [1, 2, 5, 12])
@@ -52,7 +54,7 @@ def test_transfer_strategy_needs_source_weights(small_task):
 
 def test_feature_extraction_keeps_the_transferred_backbone_bit_identical(small_task, source_file):
     run = tk.run_strategy("feature_extraction", small_task.train, small_task.val, 10,
-                          source_file, epochs=2, seed=1)
+                          source_weights=source_file, epochs=2, seed=1)
     stored = tk.read_weights_file(source_file)
     for name, arrays in stored.items():
         if name != "head":
@@ -62,7 +64,7 @@ def test_feature_extraction_keeps_the_transferred_backbone_bit_identical(small_t
 
 
 def test_fine_tune_top_moves_only_the_top_block_and_head(small_task, source_file):
-    run = tk.run_strategy("fine_tune_top", small_task.train, small_task.val, 10, source_file,
+    run = tk.run_strategy("fine_tune_top", small_task.train, small_task.val, 10, source_weights=source_file,
                           epochs=2, seed=1)
     stored = tk.read_weights_file(source_file)
     same = lambda name: all(np.array_equal(a, b) for a, b in
@@ -215,7 +217,8 @@ def test_stop_ends_the_run_after_the_current_batch_and_keeps_earlier_results(lab
     assert lab.results == [first] and len(lab.histories) == 1 and _rows(lab) == 1
     assert lab.curves.current.epochs < 40
     # the stopped model is usable, and the panel runs again
-    assert tk.predict_classes(lab.last_model, lab.task.test).shape == (len(lab.task.test),)
+    predicted = tk.evaluation.predict_classes(lab.last_model, lab.task.test)
+    assert predicted.shape == (len(lab.task.test),)
     lab.stop_button.click()
     assert "nothing to stop" in lab.message
     assert lab.run(epochs=2) is not None and len(lab.results) == 2
@@ -267,7 +270,7 @@ def test_results_table_aligns_numbers_marks_the_best_and_sorts(lab):
 
 
 def _history(label, losses):
-    h = tk.RunHistory(label)
+    h = tk.history.RunHistory(label)
     for v in losses:
         h.add_epoch({"loss": v, "accuracy": 0.5})
     return h

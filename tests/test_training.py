@@ -13,7 +13,7 @@ from helpers import all_equal, backbone, snapshot, tiny_model, to_np
 
 
 def _history(label, losses):
-    h = tk.RunHistory(label)
+    h = tk.history.RunHistory(label)
     for i, loss in enumerate(losses):
         h.add_epoch({"loss": loss, "accuracy": 0.1 * i, "val_loss": loss + 1,
                      "val_accuracy": 0.2 * i})
@@ -24,7 +24,7 @@ def _history(label, losses):
 # --------------------------------------------------------------------------- fit / history
 def test_fit_returns_a_run_history_with_one_entry_per_epoch(trained):
     h = trained.history
-    assert isinstance(h, tk.RunHistory)
+    assert isinstance(h, tk.history.RunHistory)
     assert h.epochs == 2 and h.label == "tiny" and not h.interrupted
     for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
         assert len(h.metrics[key]) == 2
@@ -87,7 +87,7 @@ def test_train_from_scratch_builds_and_trains_a_fresh_model(letters, letters_val
     model, h = tk.train_from_scratch(letters, letters_val, num_classes=3, epochs=1,
                                      batch_size=64)
     assert model.name == "scratch" and model.output_shape == (None, 3)
-    assert tk.block_names(model) == ["block1", "block2", "block3"]  # the default widths
+    assert tk.models.block_names(model) == ["block1", "block2", "block3"]  # the default widths
     assert h.label == "from scratch" and h.epochs == 1
     assert math.isfinite(h.last("val_loss"))
 
@@ -104,7 +104,7 @@ def test_evaluate_matches_sklearn_on_the_same_predictions(trained, letters_val):
     logits = np.asarray(trained.model.predict(letters_val.x, verbose=0))
     pred = logits.argmax(axis=1)
     y = letters_val.y
-    np.testing.assert_array_equal(tk.predict_classes(trained.model, letters_val), pred)
+    np.testing.assert_array_equal(tk.evaluation.predict_classes(trained.model, letters_val), pred)
     labels = [0, 1, 2]
     assert scores.accuracy == metrics.accuracy_score(y, pred)
     assert scores.precision == metrics.precision_score(y, pred, labels=labels,
@@ -193,10 +193,18 @@ def test_learning_rate_out_of_range(lr):
         tk.compile_model(tiny_model(3), lr)
 
 
-@pytest.mark.parametrize("epochs", [0, -3, 2.5, 10_001])
+@pytest.mark.parametrize("epochs", [0, -3, 10_001])
 def test_epochs_out_of_range(compiled, letters, epochs):
     with pytest.raises(ValueError, match=rf"epochs={epochs!r} is out of range"):
         tk.fit(compiled, letters, epochs=epochs)
+
+
+def test_a_fractional_count_is_a_type_error_everywhere(compiled, letters):
+    """One exception type per kind of mistake: not a whole number is a TypeError."""
+    with pytest.raises(TypeError, match=r"epochs=2.5 is not a whole number"):
+        tk.fit(compiled, letters, epochs=2.5)
+    with pytest.raises(TypeError, match=r"1.5"):
+        tk.few_shot(letters, k=1.5)
 
 
 def test_uncompiled_model_says_compile_first(letters):

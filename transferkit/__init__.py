@@ -1,10 +1,28 @@
 """transferkit: a small kit for teaching transfer learning with Keras 3.
 
-Layers, imported one way: checks -> environment -> data -> models -> online -> transfer ->
-strategies -> training -> {evaluation, features, knowledge, reproducibility, source} ->
-{failures, choosing} -> plots -> lab -> cli.  ``checks`` and ``strategies`` need no Keras
-(the command line parses and checks with them before the backend loads); the public names
-are imported in ``_api.py``.
+Layers, imported one way: a module imports only from modules in lower tiers
+(tests/test_layers.py parses the imports and checks this table).
+
+Tiers:
+    0: _numerics, _io, checks, strategies, claims
+    1: environment
+    2: data
+    3: models
+    4: datachecks, online, transfer
+    5: history
+    6: training
+    7: evaluation, reproducibility
+    8: experiments, features, knowledge, source
+    9: failures, choosing
+    10: plots
+    11: lab
+    12: cli, _api
+    13: __main__
+
+``_io``, ``checks``, ``strategies`` and ``claims`` need no Keras (the command line parses and checks
+with them before the backend loads).  The public names, what the notebooks call as ``tk.X``,
+are listed in ``_api.py`` by notebook; every other name is reached through its module
+(``tk.choosing.logme``).
 """
 import sys as _sys
 
@@ -31,3 +49,4 @@ def __getattr__(name):
 # Keras included, is imported here, so ``import transferkit`` sets the backend up first.
 if getattr(_sys, "argv", [])[:1] != ["-m"]:
     from ._api import *  # noqa: E402,F401,F403
+    from . import cli  # noqa: E402,F401  (tk.cli, like every other module)

@@ -1,39 +1,67 @@
-"""The kit's public names, imported in layer order (``transferkit/__init__.py`` re-exports them).
+"""The kit's public names: what notebooks 00-10 call as ``tk.X``, grouped by the notebook that
+first uses them (``transferkit/__init__.py`` re-exports them).  Everything else is reached
+through its module: ``tk.choosing.logme``, ``tk.data.split``, ``tk.strategies.get_strategy``.
 
 Importing this module imports Keras and the backend.
 """
-from .environment import (PRESETS, Preset, cache_dir, describe_device, device_report, preset,
-                          set_seed)
-from .data import (DIGITS, UPPERCASE, Dataset, Task, few_shot, glyph_dataset, handwritten_digits,
-                   source_task, split, target_task)
-from .models import block_layers, block_names, build_model, feature_extractor
-from .transfer import (LoadReport, RecompileError, check_recompiled, freeze,
-                       load_matching_weights, param_summary, read_weights_file, save_model,
-                       save_weights,
-                       unfreeze)
-from .strategies import STRATEGIES, Strategy, get_strategy
-from .training import (RunHistory, Scores, StopSwitch, StrategyRun, compile_model, evaluate,
-                       fine_tune, fit,
-                       predict_classes, repeat_for, run_strategy, sweep, train_from_scratch)
-from .source import SOURCE_RECIPE, SourceModel, publish_source, source_model, train_source_model
-from .plots import LiveCurves, plot_bars, plot_confusion, plot_history, plot_sweep, show_images
-from .lab import StrategyLab
-from .features import (Embedding, ProbeResult, embed, extract_features, feature_maps,
-                       first_layer_filters, knn_accuracy, linear_probe, plot_embeddings,
-                       plot_feature_maps, plot_filters, plot_weight_change, random_like,
-                       snapshot_weights, weight_change)
-from .knowledge import (L2SP, DistillationLoss, attach_l2sp, detach_l2sp, distill, l2sp_penalty,
-                        pack_targets, teacher_logits, unlabelled_rest)
-from .online import (ONLINE_DATASETS, OfflineError, backbone_architecture, fetch_online,
-                     is_cached, load_online_dataset, online_cache_dir, online_file_paths,
-                     online_task, pretrained_backbone, pretrained_target_model, try_online)
-from .data import RESTYLE_FONTS, SHIFT_KINDS, shift, shift_task
-from .source import SOURCE_RECIPES, SOURCE_TASKS, recipe_key, recipe_task
-from .reproducibility import Fingerprint, numerics_fingerprint
-from .evaluation import ClassReport, SeedSummary, class_report, over_seeds, score_predictions
-from .failures import (Comparison, Forgetting, ShiftReport, accuracy_under_shift,
-                       compare_to_scratch, forgetting, with_head)
-from .choosing import (Ranking, Recommendation, h_score, logme, probe_accuracy, rank_sources,
-                       recommend_strategy)
-from .claims import Claim, ClaimError, claim
+# every module as tk.<module>; environment first: it sets the numerics up before NumPy loads
+from . import environment  # noqa: F401  (must stay the first import)
+from . import (checks, strategies, claims, data, models, datachecks, online, transfer,  # noqa: F401
+               history, training, evaluation, reproducibility, experiments, features, knowledge,
+               source, failures, choosing, plots, lab)
+from types import ModuleType as _ModuleType
 
+# 00 index: the device, the data
+from .environment import describe_device, device_report
+from .data import Dataset, Task, few_shot, handwritten_digits, source_task, target_task
+from .reproducibility import numerics_fingerprint
+from .plots import show_images
+# 01 source training: build, compile, fit, evaluate, save
+from .environment import cache_dir, set_seed
+from .models import build_model
+from .training import compile_model, fit
+from .evaluation import Scores, evaluate
+from .transfer import param_summary, save_model, save_weights
+from .source import SOURCE_RECIPE, publish_source
+from .plots import LiveCurves, plot_confusion
+from .claims import claim
+# 02 weight loading
+from .source import source_model
+from .transfer import load_matching_weights, read_weights_file
+# 03 freezing
+from .transfer import freeze
+from .training import RecompileError, repeat_for
+# 04 fine-tuning
+from .transfer import unfreeze
+from .experiments import fine_tune, train_from_scratch
+from .plots import plot_bars, plot_history
+# 05 strategy lab
+from .strategies import STRATEGIES
+from .experiments import sweep
+from .plots import plot_sweep
+from .lab import StrategyLab
+# 06 feature transfer
+from .features import (embed, extract_features, feature_maps, first_layer_filters, linear_probe,
+                       plot_embeddings, plot_feature_maps, plot_filters, plot_weight_change,
+                       random_like, snapshot_weights, weight_change)
+# 07 knowledge transfer: distillation, L2-SP
+from .knowledge import (DistillationLoss, attach_l2sp, distill, l2sp_penalty, pack_targets,
+                        teacher_logits, unlabelled_rest)
+# 08 when transfer fails
+from .data import SHIFT_KINDS, shift
+from .source import SOURCE_TASKS
+from .experiments import run_strategy
+from .failures import accuracy_under_shift, forgetting, with_head
+# 09 evaluation and choosing
+from .evaluation import class_report, over_seeds, score_predictions
+from .source import SOURCE_RECIPES
+from .choosing import rank_sources, recommend_strategy
+# 10 pretrained backbone (online, optional)
+from .models import feature_extractor
+from .online import (ONLINE_DATASETS, OfflineError, backbone_architecture, load_online_dataset,
+                     online_cache_dir, online_file_paths, online_task, pretrained_backbone,
+                     pretrained_target_model, try_online)
+
+# the names above, not the modules (``tk.<module>`` is there anyway: the package's submodules)
+__all__ = [name for name, value in dict(globals()).items()
+           if not name.startswith("_") and not isinstance(value, _ModuleType)]

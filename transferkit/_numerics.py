@@ -32,6 +32,9 @@ import os
 import sys
 import warnings
 
+__all__ = ["ENV", "MODES", "PORTABLE", "VERSION", "NumericsWarning", "apply", "exports", "label",
+           "requested_mode", "state"]
+
 ENV = "TRANSFERKIT_NUMERICS"
 MODES = ("portable", "native")
 VERSION = 1  # change when a setting changes: it is part of the source models' cache key

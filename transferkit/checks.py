@@ -15,6 +15,11 @@ import sys
 import tempfile
 from pathlib import Path
 
+__all__ = ["BACKENDS", "ENV_BACKEND", "ENV_CACHE", "ENV_PRESET", "PRESET_NAMES", "cache_location",
+           "check_backend", "check_cache_location", "check_choice", "check_flag", "check_integer",
+           "check_number", "check_output_folder", "check_preset_env", "check_rate", "check_seed",
+           "is_integer"]
+
 ENV_CACHE = "TRANSFERKIT_CACHE"
 ENV_BACKEND = "KERAS_BACKEND"
 ENV_PRESET = "TRANSFERKIT_PRESET"
@@ -28,6 +33,52 @@ PRESET_NAMES = ("cpu", "gpu")
 def is_integer(value):
     """An int or a NumPy integer, not a bool."""
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def check_integer(value, what, low, high=None, *, described=False):
+    """A whole number (not a bool) from ``low`` to ``high``: TypeError if it is not a whole
+    number, ValueError if it is out of range; the message names the value, the rule, the fix.
+
+    ``what`` is an argument's name (``epochs=2.5 is not a whole number ...``), or with
+    ``described=True`` a description (``k (shots per class) must be an integer, got 5.0 ...``).
+    """
+    if not is_integer(value):
+        example = int(value) if isinstance(value, float) and value.is_integer() else low
+        if described:
+            raise TypeError(f"{what} must be an integer, got {value!r}; pass a whole number, "
+                            f"e.g. {example}")
+        raise TypeError(f"{what}={value!r} is not a whole number; pass an integer, e.g. "
+                        f"{what}={example}")
+    if value < low or (high is not None and value > high):
+        bound = f">= {low}" if high is None else f"from {low} to {high}"
+        kind = "a value" if described else "an integer"
+        raise ValueError(f"{what}={value!r} is out of range; use {kind} {bound}")
+    return int(value)
+
+
+def check_number(value, what, low, high, hint):
+    """A finite number in (``low``, ``high``]; ValueError naming the value and ``hint`` if not."""
+    try:
+        ok = math.isfinite(float(value)) and low < float(value) <= high
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise ValueError(f"{what}={value!r} is out of range; {hint}")
+    return float(value)
+
+
+def check_choice(value, what, choices):
+    """``value`` is one of ``choices``; ValueError listing them if not."""
+    if value not in choices:
+        raise ValueError(f"unknown {what} {value!r}; choose one of {list(choices)}")
+    return value
+
+
+def check_flag(value, what):
+    """True or False, nothing else (a TypeError otherwise)."""
+    if not isinstance(value, bool):
+        raise TypeError(f"{what}={value!r}; pass True or False")
+    return value
 
 
 def check_seed(seed, what="seed"):
@@ -77,7 +128,7 @@ def check_backend():
 
 
 def check_preset_env():
-    """$TRANSFERKIT_PRESET, if set, names a preset (the same message as ``tk.preset``)."""
+    """$TRANSFERKIT_PRESET, if set, names a preset (the message of ``tk.environment.preset``)."""
     name = os.environ.get(ENV_PRESET) or None
     if name is not None and name not in PRESET_NAMES:
         raise ValueError(f"{ENV_PRESET}={name!r} is unknown; use one of {sorted(PRESET_NAMES)}")

@@ -18,7 +18,12 @@ import numpy as np
 
 from .models import feature_extractor
 from .strategies import STRATEGIES
-from .training import _as_xy, forward
+from .datachecks import as_xy
+from .models import forward
+
+__all__ = ["FEW_SHOTS", "MANY_SHOTS", "RANK_KEYS", "SIMILAR", "SIMILARITY_WORDS", "Ranking",
+           "Recommendation", "h_score", "logme", "probe_accuracy", "rank_sources",
+           "recommend_strategy"]
 
 
 # --------------------------------------------------------------------------- estimates
@@ -88,7 +93,7 @@ def h_score(features, labels):
 
 
 def _features(model, data):
-    x, y = _as_xy(data, "data")
+    x, y = as_xy(data, "data")
     net = model if len(model.outputs[0].shape) == 2 and model.name.endswith("_features") \
         else feature_extractor(model)
     return forward(net, x).astype(np.float64), y
@@ -142,7 +147,7 @@ RANK_KEYS = ("logme", "h_score", "probe_accuracy")
 def rank_sources(candidates, train, val, by="logme"):
     """Score each candidate source on the target, with no fine-tuning; best first.
 
-    ``candidates``: {name: Keras model or tk.SourceModel}.  Features come from the
+    ``candidates``: {name: Keras model or tk.source.SourceModel}.  Features come from the
     frozen backbone (``feature_extractor``); LogME and H-score use ``train``, the
     linear probe trains on ``train`` and is scored on ``val`` -- never on test data.
     ``similarity`` = probe accuracy rescaled so 0 is chance and 1 is perfect.
@@ -152,7 +157,7 @@ def rank_sources(candidates, train, val, by="logme"):
     if not candidates:
         raise ValueError("candidates is empty; pass {name: model} for two or more sources")
     rows = []
-    classes = int(np.max(_as_xy(train, "train")[1])) + 1
+    classes = int(np.max(as_xy(train, "train")[1])) + 1
     for name, candidate in candidates.items():
         model = getattr(candidate, "model", candidate)
         f, y = _features(model, train)

@@ -21,7 +21,12 @@ from pathlib import Path
 
 from .checks import (check_backend, check_cache_location, check_output_folder,
                      check_preset_env)
-from .strategies import STRATEGIES
+from .strategies import HEAD_LR, STRATEGIES
+
+__all__ = ["COMMANDS", "DEFAULT_TIMEOUT", "EPILOG", "EPOCHS", "KIT", "ONLINE_NAMES", "OUTPUTS",
+           "SEED", "SHOTS", "TARGET_POOL", "TIMEOUT", "TRAINING", "Parser", "build_parser",
+           "command_info", "command_prepare", "command_train", "epoch_line", "main", "one_line",
+           "preflight", "table", "write_results"]
 
 TARGET_POOL = 40  # training images per class in tk.target_task(): the most shots possible
 # online.ONLINE_DATASETS and online.BACKBONE_FILES, and online.DEFAULT_TIMEOUT, named here so
@@ -106,7 +111,7 @@ def build_parser():
     def training_options(p):
         p.add_argument("--epochs", type=EPOCHS, default=12,
                        help="epochs per run, shared by the strategy's phases (default 12)")
-        p.add_argument("--learning-rate", type=_learning_rate, default=1e-2,
+        p.add_argument("--learning-rate", type=_learning_rate, default=HEAD_LR,
                        help="base (head) learning rate; fine-tuning phases scale it down "
                             "(default 1e-2)")
         p.add_argument("--seed", type=SEED, default=0, help="seed for sampling and "
@@ -231,7 +236,7 @@ def write_results(out, stem, rows, settings, figure):
     import csv
     import json
 
-    from .transfer import save_atomically
+    from ._io import save_atomically, write_text
 
     out = Path(out)
     paths = [out / f"{stem}.{suffix}" for suffix in OUTPUTS]
@@ -242,11 +247,8 @@ def write_results(out, stem, rows, settings, figure):
             writer.writeheader()
             writer.writerows(rows)
 
-    def write_json(tmp):
-        Path(tmp).write_text(json.dumps({"settings": settings, "results": rows}, indent=1))
-
     save_atomically(write_csv, paths[0])
-    save_atomically(write_json, paths[1])
+    write_text(paths[1], json.dumps({"settings": settings, "results": rows}, indent=1))
     save_atomically(lambda tmp: figure.savefig(tmp, format="png", dpi=100), paths[2])
     return paths
 
@@ -328,14 +330,16 @@ def _train_and_test(args, weights, task):
     """run / compare: the same k-shot sample for every strategy, one row each."""
     from .data import few_shot
     from .plots import plot_history
-    from .training import evaluate, run_strategy
+    from .evaluation import evaluate
+    from .experiments import run_strategy
 
     train = few_shot(task.train, args.shots, args.seed)
     rows, histories = [], []
     for key in _strategies(args):
         callbacks = [] if args.quiet else [epoch_line(STRATEGIES[key].title)]
-        run = run_strategy(key, train, task.val, task.num_classes, weights, args.epochs,
-                           args.learning_rate, args.seed, callbacks=callbacks,
+        run = run_strategy(key, train, task.val, task.num_classes, source_weights=weights,
+                           epochs=args.epochs, learning_rate=args.learning_rate,
+                           seed=args.seed, callbacks=callbacks,
                            allow_partial=args.allow_partial)
         scores = evaluate(run.model, task.test)
         histories.append(run.history)
@@ -351,7 +355,7 @@ def _train_and_test(args, weights, task):
 
 def _sweep(args, weights, task):
     from .plots import plot_sweep
-    from .training import sweep
+    from .experiments import sweep
 
     keys = {s.title: s.key for s in STRATEGIES.values()}
 
@@ -360,9 +364,9 @@ def _sweep(args, weights, task):
             print(f"  run {done}/{total}: {keys[row['strategy']]}, {row['shots']} shots: test "
                   f"accuracy {row['accuracy']:.1%}; {row['transfer']}", file=sys.stderr,
                   flush=True)
-    rows = sweep(_strategies(args), task, sorted(set(args.shots)), weights, args.epochs,
-                 args.learning_rate, args.seed, progress=progress,
-                 allow_partial=args.allow_partial)
+    rows = sweep(_strategies(args), task, shots=sorted(set(args.shots)), source_weights=weights,
+                 epochs=args.epochs, learning_rate=args.learning_rate, seed=args.seed,
+                 progress=progress, allow_partial=args.allow_partial)
     figure = plot_sweep(rows)  # the plot's legend: the strategies' titles
     # the files: the same strategy keys as run and compare write (and --strategies takes)
     rows = [dict(row, strategy=keys[row["strategy"]], seconds=round(row["seconds"], 2))

@@ -14,7 +14,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .checks import check_seed
+from .checks import check_choice, check_integer, check_seed
+
+__all__ = ["DIGITS", "GLYPH_FONTS", "IMAGE_SIZE", "LOWERCASE", "RESTYLE_FONTS", "SHIFT_KINDS",
+           "UPPERCASE", "Dataset", "Task", "augment", "few_shot", "glyph_dataset", "glyph_task",
+           "handwritten_digits", "render_glyphs", "shift", "shift_task", "source_task", "split",
+           "target_task"]
 
 IMAGE_SIZE = 28
 UPPERCASE = string.ascii_uppercase
@@ -174,7 +179,7 @@ def augment(images, rng, strength=1.0):
 
 def glyph_dataset(chars, n_per_class, seed=0, fonts=GLYPH_FONTS, strength=1.0, name=None):
     """``n_per_class`` augmented renderings of each char, fonts drawn at random."""
-    _check_int("n_per_class", n_per_class, 1)
+    check_integer(n_per_class, "n_per_class", 1, described=True)
     rng = np.random.default_rng(check_seed(seed))
     base = render_glyphs(chars, fonts)
     font_idx = rng.integers(0, len(fonts), size=(len(chars), n_per_class))
@@ -200,23 +205,13 @@ def handwritten_digits(name="handwritten digits"):
 
 
 # --------------------------------------------------------------------------- sampling
-def _check_int(what, value, low, high=None):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        example = int(value) if isinstance(value, float) and value.is_integer() else low
-        raise TypeError(f"{what} must be an integer, got {value!r}; pass a whole number, "
-                        f"e.g. {example}")
-    if value < low or (high is not None and value > high):
-        bound = f">= {low}" if high is None else f"between {low} and {high}"
-        raise ValueError(f"{what}={value!r} is out of range; use a value {bound}")
-
-
 def few_shot(dataset, k, seed=0):
     """Exactly ``k`` examples of every class, chosen deterministically by ``seed``."""
     if not isinstance(dataset, Dataset):
         hint = ("task.train (or task.val / task.test)" if isinstance(dataset, Task) else
                 "a tk.Dataset")
         raise TypeError(f"few_shot samples one Dataset, got {dataset!r}; pass {hint}")
-    _check_int("k (shots per class)", k, 1)
+    check_integer(k, "k (shots per class)", 1, described=True)
     check_seed(seed)
     counts = dataset.counts()
     smallest = min(counts)
@@ -291,8 +286,7 @@ def shift(dataset, kind, seed=0):
     Labels, class names and order never change; only the pixels do.  ``restyled``
     re-renders each label's character, so it needs glyph class names ('0'..'9', 'A'..'Z').
     """
-    if kind not in SHIFT_KINDS:
-        raise ValueError(f"unknown shift kind {kind!r}; choose one of {list(SHIFT_KINDS)}")
+    check_choice(kind, "shift kind", SHIFT_KINDS)
     rng = np.random.default_rng(check_seed(seed))
     x = dataset.x
     if kind == "inverted":

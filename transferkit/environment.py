@@ -11,6 +11,10 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
+__all__ = ["ENV_CACHE", "ENV_PRESET", "PRESETS", "Preset", "cache_dir", "cpu_description",
+           "describe_device", "device_report", "mixed_precision_active", "numerics_tag",
+           "preset", "set_seed"]
+
 _numerics = __import__("importlib").import_module("._numerics", __package__)
 
 # Portable numerics (README, "Tests"): before Keras, TensorFlow and NumPy load, since they

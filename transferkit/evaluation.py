@@ -1,4 +1,5 @@
-"""Honest evaluation: scikit-learn's metrics per class, and results over several seeds.
+"""Scoring and honest evaluation: accuracy, macro precision / recall / F1 and the confusion
+matrix (``evaluate``), scikit-learn's metrics per class, and results over several seeds.
 
 One run's accuracy is one draw: another seed picks other shots and another
 initialisation.  ``over_seeds`` repeats a run and reports mean ± spread, so a
@@ -14,8 +15,67 @@ from dataclasses import dataclass
 import numpy as np
 
 from .checks import is_integer
-from .training import (Scores, _as_xy, _check_head_fits, _check_xy,  # noqa: F401
-                       predict_classes, score_predictions)
+from .data import Dataset
+from .datachecks import as_xy, check_head_fits, check_xy
+from .models import check_input, forward
+
+__all__ = ["ClassReport", "Scores", "SeedSummary", "class_report", "evaluate", "over_seeds",
+           "predict_classes", "score_predictions"]
+
+
+# --------------------------------------------------------------------------- scores
+@dataclass
+class Scores:
+    accuracy: float
+    precision: float
+    recall: float
+    f1: float
+    confusion: np.ndarray
+    class_names: tuple = ()
+
+    def __str__(self):
+        return (f"accuracy {self.accuracy:.1%} | macro precision {self.precision:.1%} | "
+                f"macro recall {self.recall:.1%} | macro F1 {self.f1:.1%}")
+
+    def _repr_pretty_(self, p, cycle):
+        p.text(str(self))
+
+
+def predict_classes(model, data, batch_size=256):
+    x, _ = as_xy(data, "data")
+    check_input(model, x)
+    return forward(model, x, batch_size).argmax(axis=1)
+
+
+def score_predictions(y_true, y_pred, class_names=None):
+    """``Scores`` (accuracy, macro precision / recall / F1, confusion) from labels and predictions."""
+    from sklearn import metrics
+
+    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+    if y_true.shape != y_pred.shape or y_true.ndim != 1 or len(y_true) == 0:
+        raise ValueError(f"y_true {y_true.shape} and y_pred {y_pred.shape} must be two 1-D arrays "
+                         "of the same, non-zero length: one prediction per label")
+    n = len(class_names) if class_names else int(max(y_true.max(), y_pred.max())) + 1
+    labels = np.arange(n)
+    p, r, f, _ = metrics.precision_recall_fscore_support(y_true, y_pred, labels=labels,
+                                                         average="macro", zero_division=0)
+    names = tuple(class_names) if class_names else tuple(map(str, labels))
+    return Scores(float(metrics.accuracy_score(y_true, y_pred)), float(p), float(r), float(f),
+                  metrics.confusion_matrix(y_true, y_pred, labels=labels), names)
+
+
+def evaluate(model, data):
+    """Accuracy, macro precision / recall / F1 and the confusion matrix (scikit-learn)."""
+    x, y = as_xy(data, "test data")
+    check_xy(model, x, y, "test data")
+    outputs = int(model.outputs[0].shape[-1])
+    check_head_fits(model, data, outputs)
+    names = (data.class_names if isinstance(data, Dataset) and len(data.class_names) == outputs
+             else tuple(map(str, range(outputs))))
+    return score_predictions(y, predict_classes(model, (x, y)), names)
+
+
+# --------------------------------------------------------------------------- per class
 
 
 @dataclass
@@ -48,9 +108,9 @@ def class_report(model, data, digits=3):
     """Per-class precision / recall / F1 of ``model`` on ``data`` (a Dataset or (x, y))."""
     from sklearn import metrics
 
-    x, y = _as_xy(data, "test data")
-    _check_xy(model, x, y, "test data")
-    _check_head_fits(model, data, int(model.outputs[0].shape[-1]))
+    x, y = as_xy(data, "test data")
+    check_xy(model, x, y, "test data")
+    check_head_fits(model, data, int(model.outputs[0].shape[-1]))
     pred = predict_classes(model, (x, y))
     labels = np.arange(int(model.outputs[0].shape[-1]))
     names = tuple(data.class_names) if hasattr(data, "class_names") else tuple(map(str, labels))

@@ -11,7 +11,11 @@ from dataclasses import dataclass
 from .data import SHIFT_KINDS, few_shot, shift
 from .evaluation import SeedSummary, over_seeds
 from .models import HEAD, build_model
-from .training import evaluate, run_strategy
+from .evaluation import evaluate
+from .experiments import run_strategy
+
+__all__ = ["Comparison", "Forgetting", "ShiftReport", "accuracy_under_shift", "compare_to_scratch",
+           "forgetting", "with_head"]
 
 
 # --------------------------------------------------------------------------- domain shift
@@ -82,8 +86,9 @@ def compare_to_scratch(source_weights, task, shots, strategy="feature_extraction
     def runner(name, weights):
         def run(seed):
             train = few_shot(task.train, shots, seed)
-            done = run_strategy(name, train, task.val, task.num_classes, weights, epochs,
-                                learning_rate, seed)
+            done = run_strategy(name, train, task.val, task.num_classes,
+                                source_weights=weights, epochs=epochs,
+                                learning_rate=learning_rate, seed=seed)
             return evaluate(done.model, task.test)
         return run
 

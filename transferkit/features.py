@@ -20,7 +20,10 @@ from matplotlib.figure import Figure
 
 from .data import Dataset
 from .models import check_input, feature_extractor
-from .training import Scores, _as_xy, _check_number, forward, score_predictions
+from .checks import check_number
+from .datachecks import as_xy
+from .evaluation import Scores, score_predictions
+from .models import forward
 
 EMBEDDING_METHODS = ("pca", "tsne")
 
@@ -59,9 +62,9 @@ def linear_probe(model, train, test, C=1.0, max_iter=2000):
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    _check_number("C", C, 0, 1e6, "use a positive regularisation strength such as C=1.0")
-    tx, ty = _as_xy(train, "training data")
-    vx, vy = _as_xy(test, "test data")
+    check_number(C, "C", 0, 1e6, "use a positive regularisation strength such as C=1.0")
+    tx, ty = as_xy(train, "training data")
+    vx, vy = as_xy(test, "test data")
     if len(np.unique(ty)) < 2:
         raise ValueError(f"training data has {len(np.unique(ty))} class(es); a probe needs "
                          "examples of at least 2 classes (use tk.few_shot)")

@@ -18,7 +18,6 @@ Layer: after ``features`` (above ``training``), below ``plots``.
 from __future__ import annotations
 
 import math
-import time
 
 import keras
 import numpy as np
@@ -26,8 +25,10 @@ from keras import ops
 
 from .data import Dataset
 from .models import HEAD, check_input
-from .training import RunHistory, _as_xy, _check_number, _check_xy, _Recorder, forward
-from .transfer import check_recompiled, remember_fit
+from .checks import check_integer, check_number
+from .datachecks import as_xy, check_xy
+from .models import forward
+from .training import MAX_EPOCHS, check_recompiled, train_loop
 
 LABEL, HAS_LABEL = 0, 1          # columns of the packed targets; teacher logits follow
 NO_LABEL = -1                    # the label of an unlabelled example in pack_targets
@@ -98,8 +99,8 @@ def unlabelled_rest(pool, labelled):
     E.g. ``unlabelled_rest(target.train, tk.few_shot(target.train, 10))``: the rest of
     the training pool, for a teacher to label softly.
     """
-    px, _ = _as_xy(pool, "pool")
-    lx, _ = _as_xy(labelled, "labelled data")
+    px, _ = as_xy(pool, "pool")
+    lx, _ = as_xy(labelled, "labelled data")
     seen = {img.tobytes() for img in lx}
     keep = np.array([img.tobytes() not in seen for img in px], dtype=bool)
     return px[keep]
@@ -133,16 +134,14 @@ def distill(student, teacher, train, unlabelled=None, val=None, epochs=10, tempe
     The history records the distillation loss; score the student with ``tk.evaluate``.
     """
     _check_temperature_alpha(temperature, alpha)
-    _check_number("learning_rate", learning_rate, 0, 1.0, "use a positive value such as 3e-3")
-    if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or not 1 <= epochs <= 10_000:
-        raise ValueError(f"epochs={epochs!r} is out of range; use an integer from 1 to 10000")
-    if isinstance(repeat, bool) or not isinstance(repeat, (int, np.integer)) or repeat < 1:
-        raise ValueError(f"repeat={repeat!r} is out of range; use an integer >= 1")
+    check_number(learning_rate, "learning_rate", 0, 1.0, "use a positive value such as 3e-3")
+    check_integer(epochs, "epochs", 1, MAX_EPOCHS)
+    check_integer(repeat, "repeat", 1)
     if teacher.outputs[0].shape[-1] != student.outputs[0].shape[-1]:
         raise ValueError(f"teacher has {teacher.outputs[0].shape[-1]} outputs but student "
                          f"{student.outputs[0].shape[-1]}; build both with the task's num_classes")
-    x, y = _as_xy(train, "training data")
-    _check_xy(student, x, y, "training data")
+    x, y = as_xy(train, "training data")
+    check_xy(student, x, y, "training data")
     labels = np.asarray(y)
     if unlabelled is not None:
         ux = unlabelled.x if isinstance(unlabelled, Dataset) else np.asarray(unlabelled)
@@ -152,27 +151,16 @@ def distill(student, teacher, train, unlabelled=None, val=None, epochs=10, tempe
     targets = pack_targets(labels, teacher_logits(teacher, x))
     val_data = None
     if val is not None:
-        vx, vy = _as_xy(val, "validation data")
-        _check_xy(student, vx, vy, "validation data")
+        vx, vy = as_xy(val, "validation data")
+        check_xy(student, vx, vy, "validation data")
         val_data = (vx, pack_targets(vy, teacher_logits(teacher, vx)))
     if repeat > 1:
         x, targets = np.concatenate([x] * repeat), np.concatenate([targets] * repeat)
     student.compile(optimizer=keras.optimizers.Adam(learning_rate),
                     loss=DistillationLoss(temperature, alpha))
     check_recompiled(student)
-    history = RunHistory(label)
-    start = time.perf_counter()
-    try:
-        student.fit(x, targets, validation_data=val_data, epochs=int(epochs),
-                    batch_size=int(min(batch_size, len(x))), shuffle=True, verbose=0,
-                    callbacks=[_Recorder(history), *callbacks])
-    except KeyboardInterrupt:
-        history.interrupted = True
-        print(f"Interrupted after {history.epochs} epochs: the student keeps its current weights.")
-    finally:
-        history.seconds = time.perf_counter() - start
-        remember_fit(student)
-    return history
+    return train_loop(student, x, targets, label, epochs=epochs, batch_size=batch_size,
+                      callbacks=callbacks, validation_data=val_data, who="the student")
 
 
 # --------------------------------------------------------------------------- L2-SP

@@ -23,9 +23,14 @@ import keras
 from .data import few_shot, target_task
 from .models import DEFAULT_WIDTHS
 from .plots import LiveCurves, in_jupyter, run_color
-from .strategies import STRATEGIES, get_strategy, split_epochs
-from .training import StopSwitch, evaluate, run_strategy
+from .strategies import HEAD_LR, STRATEGIES, get_strategy, split_epochs
+from .evaluation import evaluate
+from .experiments import run_strategy
+from .history import StopSwitch
 from .transfer import param_summary
+
+__all__ = ["BUSY", "COLUMNS", "FRAME_INTERVAL", "NUMERIC", "PLOT", "SETTINGS", "StrategyLab",
+           "lr_text"]
 
 COLUMNS = ("strategy", "shots", "learning rate", "epochs", "seed", "test accuracy",
            "macro F1", "trainable params", "transferred", "seconds")
@@ -86,7 +91,7 @@ class StrategyLab:
     """
 
     def __init__(self, source=None, task=None, strategies=tuple(STRATEGIES), shots=10,
-                 learning_rate=1e-2, epochs=10, seed=0):
+                 learning_rate=HEAD_LR, epochs=10, seed=0):
         import ipywidgets as w
 
         if source is None:
@@ -277,8 +282,9 @@ class StrategyLab:
     def _train_and_record(self, plan):
         try:
             result = run_strategy(plan.strategy, plan.train, self.task.val,
-                                  self.task.num_classes, self.source.weights_path, plan.epochs,
-                                  plan.learning_rate, plan.seed,
+                                  self.task.num_classes, source_weights=self.source.weights_path,
+                                  epochs=plan.epochs, learning_rate=plan.learning_rate,
+                                  seed=plan.seed,
                                   callbacks=[self.curves, self._progress, self._switch])
             self.last_model = result.model
             if result.history.interrupted:

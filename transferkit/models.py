@@ -6,11 +6,15 @@ classifier, so blocks can be frozen, inspected and transferred by name.
 from __future__ import annotations
 
 import keras
+import numpy as np
 from keras import layers
 
 from .checks import is_integer
 from .data import IMAGE_SIZE
 from .environment import preset
+
+__all__ = ["DEFAULT_WIDTHS", "HEAD", "block_layers", "block_names", "build_model", "check_input",
+           "feature_extractor", "forward"]
 
 DEFAULT_WIDTHS = preset().widths  # (16, 32, 64) on a CPU; wider with the gpu preset
 HEAD = "head"
@@ -107,3 +111,14 @@ def check_input(model, x):
             f"input of shape {got} does not fit model {model.name!r}, which expects "
             f"(batch, {', '.join(map(str, expected))}); reshape to that, e.g. "
             f"x.reshape(-1, {', '.join(map(str, expected))})")
+
+
+def forward(model, x, batch_size=256):
+    """The model's outputs in inference mode, in chunks, as one numpy array.
+
+    A direct call runs eagerly: no traced predict step, which Keras would build again
+    after every ``compile``; for a few thousand small images that is the faster way.
+    """
+    parts = [keras.ops.convert_to_numpy(model(x[i:i + batch_size], training=False))
+             for i in range(0, len(x), batch_size)]
+    return np.concatenate(parts) if parts else np.zeros((0,) + tuple(model.outputs[0].shape[1:]))

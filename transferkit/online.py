@@ -17,10 +17,8 @@ import gzip
 import io
 import os
 import pickle
-import shutil
 import socket
 import tarfile
-import tempfile
 import threading
 import urllib.parse
 from dataclasses import dataclass
@@ -29,8 +27,17 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from ._io import save_atomically, shown
+from .checks import check_choice
 from .data import DIGITS, Dataset, Task
 from .environment import cache_dir
+
+__all__ = ["BACKBONE_FILES", "DEFAULT_TIMEOUT", "ENV_OFFLINE", "KERAS_APPS_URL",
+           "KERAS_DATASETS_URL", "MIN_BACKBONE_SIZE", "ONLINE_DATASETS", "OfflineError",
+           "OnlineDataset", "OnlineFile", "backbone_architecture", "check_connection", "fetch",
+           "fetch_online", "is_cached", "load_online_dataset", "online_cache_dir",
+           "online_file_paths", "online_task", "pretrained_backbone", "pretrained_target_model",
+           "try_online"]
 
 ENV_OFFLINE = "TRANSFERKIT_OFFLINE"  # set to 1 to never touch the network
 DEFAULT_TIMEOUT = 5.0                # seconds for the connection check and each socket read
@@ -107,9 +114,7 @@ def _path(file):
 
 
 def _choose(key, table, what):
-    if key not in table:
-        raise ValueError(f"unknown {what} {key!r}; choose one of {list(table)}")
-    return table[key]
+    return table[check_choice(key, what, table)]
 
 
 def online_file_paths(name):
@@ -132,20 +137,12 @@ def _host(url):
     return parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)
 
 
-def _shown(path):
-    """The shorter of the relative and the absolute path: exact, and stable in notebooks."""
-    try:
-        relative = os.path.relpath(path)
-    except ValueError:  # another drive on Windows
-        return str(path)
-    return min(relative, str(path), key=len)
-
 
 def _offline(file, what, alternative, reason):
     return OfflineError(
         f"cannot download {what} ({file.name} from {_host(file.url)[0]}): {reason}. "
         f"Offline alternative: {alternative}, or copy {file.name} into "
-        f"{_shown(_path(file).parent)}{os.sep}")
+        f"{shown(_path(file).parent)}{os.sep}")
 
 
 def _proxy_for(url):
@@ -203,19 +200,17 @@ def fetch(file, what, alternative, timeout=DEFAULT_TIMEOUT):
     if reason:
         raise _offline(file, what, alternative, reason)
     target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".download-", dir=target.parent))
+
+    def download(tmp):  # get_file checks the checksum; the rename publishes a complete file
+        keras.utils.get_file(tmp.name, file.url, file_hash=file.file_hash,
+                             cache_dir=str(tmp.parent), cache_subdir="")
     try:
         with _socket_timeout(timeout):
-            # get_file checks the checksum; the rename publishes only a complete file
-            got = keras.utils.get_file(file.name, file.url, file_hash=file.file_hash,
-                                       cache_dir=str(staging), cache_subdir="")
-        os.replace(got, target)
+            save_atomically(download, target)
     except ValueError:  # checksum mismatch: a wrong file, not a network problem
         raise
     except Exception as exc:  # Keras wraps URL errors in a bare Exception
         raise _offline(file, what, alternative, f"the download failed ({exc})") from None
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return target
 
 

@@ -7,7 +7,11 @@ import keras
 import numpy as np
 from matplotlib.figure import Figure
 
-from .training import METRICS, RunHistory
+from .history import METRICS, RunHistory
+
+__all__ = ["CLIP_FACTOR", "COLORS", "MIN_AXES_RIGHT", "LiveCurves", "figure_png", "in_jupyter",
+           "loss_limit", "plot_bars", "plot_confusion", "plot_history", "plot_sweep", "run_color",
+           "show_images"]
 
 # Twelve distinct run colours; run i keeps colour i for as long as it is on the plot.
 COLORS = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown",

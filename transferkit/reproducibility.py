@@ -23,8 +23,11 @@ import numpy as np
 from .data import glyph_dataset
 from .environment import set_seed
 from .models import build_model
-from .training import compile_model, fit, forward
+from .models import forward
+from .training import compile_model, fit
 from .transfer import freeze
+
+__all__ = ["Fingerprint", "numerics_fingerprint"]
 
 
 @dataclass(frozen=True)

@@ -16,16 +16,23 @@ from pathlib import Path
 
 import keras
 
+from ._io import shown, write_text
 from .data import source_task
 from .environment import (ENV_CACHE, Preset, cache_dir, mixed_precision_active, numerics_tag,
                           preset, set_seed)
 from .models import build_model
-from .training import compile_model, evaluate, fit
-from .transfer import load_matching_weights, save_atomically, save_weights
+from .evaluation import evaluate
+from .training import compile_model, fit
+from .transfer import load_matching_weights, save_weights
+
+__all__ = ["SOURCE_RECIPE", "SOURCE_RECIPES", "SOURCE_TASKS", "SourceModel", "preset_recipe",
+           "publish_source", "recipe_key", "recipe_task", "resolve_recipe", "source_model",
+           "source_paths", "train_source_model"]
 
 
 def preset_recipe(chosen=None):
-    """The letters recipe sized by a preset (a name or ``tk.preset()``; default: this machine's)."""
+    """The letters recipe sized by a preset (a name or ``tk.environment.preset()``; default:
+    this machine's)."""
     chosen = chosen if isinstance(chosen, Preset) else preset(chosen)
     recipe = {
         "task": "letters", "train_per_class": chosen.source_train_per_class, "seed": 0,
@@ -140,8 +147,8 @@ def train_source_model(task=None, recipe=SOURCE_RECIPE, callbacks=()):
     compile_model(model, recipe["learning_rate"])
     if recipe["epochs"] == 0:  # the "untrained" source: random weights, for comparison
         return model, None, evaluate(model, task.test)
-    history = fit(model, task.train, task.val, recipe["epochs"], recipe["batch_size"],
-                  callbacks, label="source")
+    history = fit(model, task.train, task.val, epochs=recipe["epochs"],
+                  batch_size=recipe["batch_size"], callbacks=callbacks, label="source")
     return model, history, evaluate(model, task.test)
 
 
@@ -153,10 +160,7 @@ def publish_source(model, scores, recipe=SOURCE_RECIPE):
     info = {"task": recipe["task"], "classes": list(scores.class_names),
             "test_accuracy": scores.accuracy, "recipe": recipe, "key": recipe_key(recipe),
             "sha256": _digest(weights)}  # checked on load: a swapped or torn file is not used
-
-    def write(tmp):
-        Path(tmp).write_text(json.dumps(info, indent=1))
-    save_atomically(write, meta)
+    write_text(meta, json.dumps(info, indent=1))
     return weights, info
 
 
@@ -213,7 +217,7 @@ def source_model(recipe=SOURCE_RECIPE, verbose=True):
             cached, damage = _cached(weights, meta, recipe)
             if cached is None:  # nobody else built it while we waited
                 if verbose and damage:
-                    print(f"The cached source model {_shown(weights)} is damaged or incomplete "
+                    print(f"The cached source model {shown(weights)} is damaged or incomplete "
                           f"({damage}): training it again ...")
                 elif verbose and recipe == SOURCE_RECIPE:
                     print("No cached source model yet: training it now with the recipe of "
@@ -224,10 +228,10 @@ def source_model(recipe=SOURCE_RECIPE, verbose=True):
                 model, _, scores = train_source_model(recipe=recipe)
                 weights, info = publish_source(model, scores, recipe)
                 if verbose:
-                    print(f"Saved {_shown(weights)}")
+                    print(f"Saved {shown(weights)}")
                 return SourceModel(model, weights, info)
     if verbose:
-        print(f"Loaded the source model from {_shown(weights)}")
+        print(f"Loaded the source model from {shown(weights)}")
     return cached
 
 
@@ -241,10 +245,3 @@ def _cached(weights, meta, recipe):
     except (OSError, ValueError) as exc:  # truncated or foreign file: rebuild, never use it
         return None, str(exc).split(";")[0]
 
-
-def _shown(path):
-    """The path relative to the working folder when that is shorter (stable in notebooks)."""
-    try:
-        return os.path.relpath(path)
-    except ValueError:
-        return str(path)

@@ -1,6 +1,9 @@
 """Transfer strategies as small named objects: which blocks train in which phase, how fast.
 
-A strategy only *describes* the plan; ``training.run_strategy`` carries it out.
+A strategy only *describes* the plan; ``experiments.run_strategy`` carries it out.  The
+fine-tuning recipe (head first at ``HEAD_LR``, then blocks opened at ``FINE_TUNE_SCALE`` of
+it) is written once, in ``fine_tune_phases``: ``tk.fine_tune``, the strategies, the lab
+and the command line all train with it.
 
     scratch               no transfer: every layer trains from a random start
     feature_extraction    transferred backbone frozen, a new head trains
@@ -15,10 +18,15 @@ from dataclasses import dataclass, field
 
 # Keras-free, so the command line lists the strategies (and checks --epochs against their
 # phases) without importing the backend.  ScaledAdam, the discriminative optimizer, lives in
-# training.py and is still importable from here.
+# training.py.
+__all__ = ["DEFAULT_BLOCKS", "DEPTH_DECAY", "FINE_TUNE_SCALE", "HEAD", "HEAD_LR", "STRATEGIES",
+           "Phase", "Strategy", "fine_tune_phases", "get_strategy", "split_epochs"]
+
 HEAD = "head"  # the classifier layer's name, as models.HEAD
 DEFAULT_BLOCKS = ("block1", "block2", "block3")  # the kit's CNN in both presets
 
+# The fine-tuning recipe's constants, the only place they are written.
+HEAD_LR = 1e-2             # the head's (base) learning rate
 FINE_TUNE_SCALE = 1 / 30   # fine-tuning learning rate relative to the head's
 DEPTH_DECAY = 1 / 3        # discriminative: each block nearer the input learns 3x slower
 
@@ -49,9 +57,9 @@ class Strategy:
         if self.key == "feature_extraction":
             return [Phase("head", (HEAD,), 1.0, 1.0)]
         if self.key == "fine_tune_top":
-            return [head, Phase("top block", blocks[-1:] + (HEAD,), FINE_TUNE_SCALE, 0.5)]
+            return fine_tune_phases(blocks[-1:], "top block")
         if self.key == "fine_tune_all":
-            return [head, Phase("all blocks", blocks + (HEAD,), FINE_TUNE_SCALE, 0.5)]
+            return fine_tune_phases(blocks, "all blocks")
         if self.key == "gradual_unfreezing":
             share = 1 / (len(blocks) + 1)
             out = [Phase("head", (HEAD,), 1.0, share)]
@@ -68,6 +76,13 @@ class Strategy:
     def min_epochs(self, blocks=DEFAULT_BLOCKS):
         """The fewest epochs this strategy can run: one per phase."""
         return len(self.phases(blocks))
+
+
+def fine_tune_phases(opened, name, head_name="head"):
+    """The fine-tuning recipe: the head alone at the base rate, then ``opened`` blocks and the
+    head at ``FINE_TUNE_SCALE`` of it (BatchNorm kept frozen), half the epochs each."""
+    return [Phase(head_name, (HEAD,), 1.0, 0.5),
+            Phase(name, tuple(opened) + (HEAD,), FINE_TUNE_SCALE, 0.5)]
 
 
 STRATEGIES = {s.key: s for s in (
@@ -105,10 +120,3 @@ def split_epochs(phases, epochs):
             break
         out[i] += 1
     return out
-
-
-def __getattr__(name):
-    if name == "ScaledAdam":  # defined with Keras, in training.py
-        from .training import ScaledAdam
-        return ScaledAdam
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

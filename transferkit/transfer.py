@@ -7,76 +7,21 @@ when the target model differs from the source (a new head, say).
 """
 from __future__ import annotations
 
-import contextlib
-import errno
 import os
-import re
-import tempfile
-import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from ._io import WEIGHTS_SUFFIX, os_error_reason, save_atomically
 from .models import HEAD, block_layers, block_names
 
-WEIGHTS_SUFFIX = ".weights.h5"
+__all__ = ["PARTIAL_FIX", "WEIGHTS_SUFFIX", "LoadReport", "ParamSummary", "count_params", "freeze",
+           "load_matching_weights", "open_blocks", "param_summary", "read_weights_file",
+           "save_model", "save_weights", "train_only", "unfreeze"]
 
 
 # --------------------------------------------------------------------------- saving
-def atomic_path(path):
-    """A temporary sibling of ``path`` with the same suffix, for write-then-rename."""
-    path = Path(path)
-    suffix = WEIGHTS_SUFFIX if path.name.endswith(WEIGHTS_SUFFIX) else path.suffix
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{suffix}", dir=path.parent)
-    os.close(fd)
-    os.unlink(tmp)  # Keras refuses to overwrite some files; let it create this one
-    return Path(tmp)
-
-
-_DISK_FULL = {errno.ENOSPC, errno.EFBIG, getattr(errno, "EDQUOT", errno.ENOSPC)}
-
-
-def os_error_reason(exc):
-    """(errno or None, one-line reason) of an OSError, h5py's multi-line ones included."""
-    code = exc.errno
-    if code is None:  # h5py: "... errno = 27, error message = 'File too large', ..."
-        found = re.search(r"errno = (\d+)", str(exc))
-        code = int(found.group(1)) if found else None
-    if code:
-        return code, os.strerror(code)
-    lines = str(exc).strip().splitlines()
-    return None, lines[0] if lines else type(exc).__name__
-
-
-def save_atomically(write, path):
-    """Call ``write(tmp_path)`` then rename onto ``path``: no half-written file, ever."""
-    path = Path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise OSError(f"cannot create folder {str(path.parent)!r} ({exc.strerror}); "
-                      "choose a writable location") from None
-    tmp = None
-    try:
-        tmp = atomic_path(path)
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException as exc:
-        if tmp is not None:
-            with contextlib.suppress(OSError):
-                tmp.unlink(missing_ok=True)
-        if not isinstance(exc, OSError):
-            raise
-        code, reason = os_error_reason(exc)
-        fix = ("free some disk space or choose another folder" if code in _DISK_FULL else
-               "choose a writable folder or another file name")
-        failure = OSError(f"could not write {str(path)!r} ({reason}); nothing was saved: {fix}")
-        failure.errno = code
-        raise failure from None
-    return path
-
-
 def _check_weights_name(path):
     if not isinstance(path, (str, os.PathLike)):
         raise TypeError(f"weights path must be a str or pathlib.Path, got {path!r}; pass e.g. "
@@ -288,11 +233,28 @@ def unfreeze(model, blocks=None, top=None, train_batchnorm=False):
     examples usually destroys what the source taught.
     """
     opened = _resolve_blocks(model, blocks, top)
-    for b in opened:
+    open_blocks(model, opened, train_batchnorm)
+    return opened
+
+
+def open_blocks(model, blocks, train_batchnorm=False):
+    """Make the layers of ``blocks`` trainable; BatchNorm layers only if ``train_batchnorm``
+    (the kit's one BatchNorm rule: ``unfreeze`` and every strategy phase use it)."""
+    for b in blocks:
         for layer in block_layers(model, b):
             is_bn = layer.__class__.__name__ == "BatchNormalization"
             layer.trainable = train_batchnorm or not is_bn
-    return opened
+
+
+def train_only(model, blocks, train_batchnorm=False):
+    """Freeze every layer, then open ``blocks`` (block names and/or "head").
+
+    Layer by layer: never ``model.trainable = True``, which on JAX and torch unfreezes
+    every layer.
+    """
+    for layer in model.layers:
+        layer.trainable = False
+    open_blocks(model, blocks, train_batchnorm)
 
 
 def count_params(weights):
@@ -328,55 +290,3 @@ def param_summary(model):
                      sum(count_params(l.non_trainable_weights) for l in layers_)))
     return ParamSummary(count_params(model.trainable_weights),
                         count_params(model.non_trainable_weights), rows)
-
-
-# --------------------------------------------------------------------------- the guard
-_fit_state = weakref.WeakKeyDictionary()
-
-
-def _trainable_signature(model):
-    return tuple(v.path for v in model.trainable_weights)
-
-
-def _optimizer_signature(model):
-    """The trainable set the model's optimizer was built for, or None if not built yet.
-
-    Keras builds the optimizer at the first training step; JAX refuses (and breaks the
-    model) when the trainable set no longer matches it, so it is the set to check.
-    """
-    optimizer = getattr(model, "optimizer", None)
-    variables = getattr(optimizer, "_trainable_variables", None)
-    if not getattr(optimizer, "built", False) or variables is None:
-        return None
-    return tuple(v.path for v in variables)
-
-
-class RecompileError(RuntimeError):
-    """``trainable`` changed after ``fit`` without a new ``compile``."""
-
-
-def check_recompiled(model):
-    """Raise if ``trainable`` changed since the training step was built without a recompile.
-
-    On TensorFlow and torch Keras would silently keep training the old set of
-    weights; on JAX it raises deep inside ``fit``.  Either way: compile again.
-    """
-    state = _fit_state.get(model)
-    config = getattr(model, "_compile_config", None)
-    if state is not None and state[0] is config:
-        built_for = state[1]
-    else:  # not trained by tk.fit since the last compile (maybe by Keras' own model.fit)
-        built_for = _optimizer_signature(model)
-    if built_for is not None and built_for != _trainable_signature(model):
-        raise RecompileError(
-            f"model {model.name!r}: `trainable` changed after fit() but the model was not "
-            "compiled again, so training would still use the old set of weights; call "
-            "tk.compile_model(model, learning_rate=...) (or model.compile(...)) first")
-
-
-def remember_fit(model):
-    """Record the trainable set the compiled training step was built with."""
-    state = _fit_state.get(model)
-    config = getattr(model, "_compile_config", None)
-    if state is None or state[0] is not config:
-        _fit_state[model] = (config, _trainable_signature(model))

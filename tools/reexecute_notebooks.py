@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """Re-execute the notebooks in place, as CI runs them, and record this machine's fingerprint.
 
-    python tests/reexecute_notebooks.py                 # every notebooks/*.ipynb, in order
-    python tests/reexecute_notebooks.py notebooks/05_strategy_lab.ipynb
+    python tools/reexecute_notebooks.py                 # every notebooks/*.ipynb, in order
+    python tools/reexecute_notebooks.py notebooks/05_strategy_lab.ipynb
 
 Run it after changing a notebook or the kit, then commit the notebooks together with
 ``tests/reference_numerics.json``.  Each notebook runs top to bottom in a fresh kernel
@@ -28,7 +28,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 NOTEBOOKS = REPO / "notebooks"
 CACHE = REPO / "data" / "cache"
-REFERENCE = Path(__file__).resolve().with_name("reference_numerics.json")
+REFERENCE = REPO / "tests" / "reference_numerics.json"  # read by notebook 00 and the tests
 
 FINGERPRINT_SCRIPT = """
 import json, transferkit as tk
@@ -42,10 +42,10 @@ print("@@" + json.dumps({"digest": f.digest, "parts": f.parts, "cpu": r["cpu"],
 
 
 def write_atomic(path, text):
-    """The kit's own write-then-rename (keeps the usual file mode, unlike a bare mkstemp)."""
-    from transferkit.transfer import save_atomically
+    """The kit's one atomic writer (write-then-rename, the usual file mode)."""
+    from transferkit._io import write_text
 
-    save_atomically(lambda tmp: Path(tmp).write_text(text, encoding="utf-8"), path)
+    write_text(path, text)
 
 
 def execute(path, timeout):

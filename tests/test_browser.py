@@ -463,7 +463,7 @@ def _run_and_watch(page, lab, rows_before, tmp_path):
 def _stop_mid_run(page, lab, how):
     """Start a run, wait for epoch 2, stop it (``how``), return seconds until 'Stopped'."""
     lab.locator(RUN_BUTTON).first.click()
-    _poll(page, lambda s: _raise_on_traceback(s) or re.match(r"epoch ([2-9]|\d\d) of",
+    _poll(page, lambda s: _raise_on_traceback(s) or re.match(r"epoch ([2-9]|\d\d) of 40",
                                                              s["progress"]),
           RUN_CLICK_S, "a run reached epoch 2")
     t = time.monotonic()
@@ -573,6 +573,11 @@ def test_strategy_lab_runs_in_jupyterlab(tmp_path):
                 rows, table = state["rows"], state["table"]
 
                 # 3. Stop mid-run: acted on at once, nothing added, earlier rows intact.
+                # A 40-epoch run, so that it is still training when Stop comes (on a quiet
+                # 2-core machine a 10-epoch run can end before the click).  The epochs are set
+                # from a second client of the kernel, as a cell would; the slider follows.
+                client = _kernel_client(tmp_path / "jupyter" / "runtime")
+                _execute(client, "lab.epochs.value = 40")
                 stop_s = _stop_mid_run(page, lab, lambda: lab.locator(STOP_BUTTON).first.click())
                 _save_screenshot(page, tmp_path, "strategy_lab_4_stopped.png")
                 state = _settled(page)
@@ -588,7 +593,6 @@ def test_strategy_lab_runs_in_jupyterlab(tmp_path):
                       f"{interrupt_s:.2f} s")
 
                 # 5. Nine runs, one diverging, at two window sizes.
-                client = _kernel_client(tmp_path / "jupyter" / "runtime")
                 extra = [("gradual_unfreezing", 1e-2), ("discriminative", 1e-2),
                          ("fine_tune_all", 1e-2), ("scratch", 0.3)][: max(0, 9 - rows)]
                 _execute(client, f"for s, lr in {extra!r}:\n"

@@ -314,3 +314,20 @@ def test_epochs_slider_starts_at_one_epoch_per_phase_and_the_table_says_what_tra
     assert "loaded 6 of 6 backbone layers" in lab.message
     assert lab.run(strategy="scratch")["transferred"] == "none"
     assert "6 of 6 layers" in lab.table_text() and "none" in lab.table.value
+
+
+def test_the_panels_plot_puts_twelve_runs_legend_under_the_axes_within_the_figure():
+    import io
+
+    from PIL import Image
+    from transferkit.lab import PLOT
+    runs = [_history(f"{i + 1} · fine-tune top block, 10 shots, lr 1e-2", [2.3, 1.0, 0.5])
+            for i in range(12)]
+    curves = tk.LiveCurves("x", epochs=3, on_frame=lambda png: None, **PLOT)
+    png = curves.final_frame(runs)
+    fig = curves._figure
+    renderer = fig.canvas.get_renderer()
+    legend = fig.legends[0].get_window_extent(renderer)
+    assert legend.x0 >= 0 and legend.x1 <= fig.bbox.x1
+    assert all(legend.y1 <= ax.get_tightbbox(renderer).y0 + 1 for ax in fig.axes)  # labels too
+    assert len(fig.legends[0].get_texts()) == 14 and Image.open(io.BytesIO(png)).size[0] == 768

@@ -38,7 +38,9 @@ NUMERIC = {"run", "shots", "learning rate", "epochs", "seed", "test accuracy", "
            "trainable params", "seconds"}
 SETTINGS = ("strategy", "shots", "learning_rate", "epochs", "seed")
 FRAME_INTERVAL = 0.5          # seconds between plot frames, at least (and >= 10x a frame's cost)
-PLOT = {"figsize": (10, 3.4), "dpi": 96}   # rendered size; the panel scales it to its width
+# rendered size; the panel scales it to its width.  Legend under the axes: in a narrow panel
+# (1024 px screen, file browser open) the text stays about 9 px high
+PLOT = {"figsize": (8, 4.6), "dpi": 96, "legend": "below"}
 BUSY = "A run is in progress: this click was ignored; press Stop to end the run first."
 
 

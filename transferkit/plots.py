@@ -78,11 +78,13 @@ def loss_limit(histories):
     return 1.1 * top, []
 
 
-def _draw(fig, histories, xmax=None, loss_top=None, tight=True, label_phases_of=-1):
+def _draw(fig, histories, xmax=None, loss_top=None, tight=True, label_phases_of=-1,
+          legend="right"):
     """Draw ``histories`` on ``fig`` (cleared first); returns the figure.
 
     Training curves solid, validation dashed, one colour per run; the legend (one entry
-    per run) stands beside the axes, so it never covers a curve.  Phase boundaries are
+    per run) stands beside the axes (``legend="right"``) or under them in three columns
+    (``"below"``: the axes keep the figure's width, for narrow displays), never on a curve.  Phase boundaries are
     dotted lines; only run ``label_phases_of`` (the latest) names its phases, so labels
     never print over each other.  ``xmax`` / ``loss_top`` fix the axes' limits (live
     curves keep them); ``tight=False`` uses fixed margins instead of the slower tight layout.
@@ -124,19 +126,35 @@ def _draw(fig, histories, xmax=None, loss_top=None, tight=True, label_phases_of=
     if histories:
         handles += [Line2D([], [], color="0.3", label="training"),
                     Line2D([], [], color="0.3", linestyle="--", label="validation")]
-        legend = fig.legend(handles=handles, loc="center right", bbox_to_anchor=(0.995, 0.5),
-                            fontsize=9 if len(handles) <= 12 else 8, frameon=False,
-                            handlelength=1.6, labelspacing=0.3)
+        size = 9 if len(handles) <= 12 else 8
+        if legend == "below":   # as many columns as fit the figure's width
+            for ncol in (3, 2, 1):
+                box = fig.legend(handles=handles, loc="lower center", ncol=ncol,
+                                 bbox_to_anchor=(0.5, 0.005), fontsize=size, frameon=False,
+                                 handlelength=1.6, columnspacing=1.2, labelspacing=0.3)
+                if box.get_window_extent(_renderer(fig)).width <= 0.98 * fig.bbox.width:
+                    break
+                box.remove()
+        else:
+            box = fig.legend(handles=handles, loc="center right", bbox_to_anchor=(0.995, 0.5),
+                             fontsize=size, frameon=False, handlelength=1.6, labelspacing=0.3)
         # the axes end where the legend begins: long labels take room from the axes, never
         # print over them or past the figure's edge
-        width = legend.get_window_extent(_renderer(fig)).width / fig.bbox.width
-        right = max(MIN_AXES_RIGHT, 0.985 - width)
+        extent = box.get_window_extent(_renderer(fig))
+        right = max(MIN_AXES_RIGHT, 0.985 - extent.width / fig.bbox.width)
+        bottom = extent.height / fig.bbox.height + 0.01
     else:
+        right, bottom = 0.99, 0.0
+    if legend == "below":
         right = 0.99
-    if tight:
-        fig.tight_layout(rect=(0, 0, right, 1))
     else:
-        fig.subplots_adjust(left=0.06, right=right - 0.01, bottom=0.15, top=0.89, wspace=0.25)
+        bottom = 0.0
+    if tight:
+        fig.tight_layout(rect=(0, bottom, right, 1))
+    else:
+        inches = fig.get_size_inches()[1]
+        fig.subplots_adjust(left=0.07, right=right - 0.01, bottom=bottom + 0.5 / inches,
+                            top=1 - 0.3 / inches, wspace=0.25)
     return fig
 
 
@@ -194,7 +212,7 @@ class LiveCurves(keras.callbacks.Callback):
     """
 
     def __init__(self, label="run", previous=(), min_interval=1.0, figsize=(10, 3.5),
-                 epochs=None, dpi=80, on_frame=None):
+                 epochs=None, dpi=80, on_frame=None, legend="right"):
         super().__init__()
         from matplotlib.backends.backend_agg import FigureCanvasAgg
 
@@ -203,6 +221,7 @@ class LiveCurves(keras.callbacks.Callback):
         self.min_interval = min_interval
         self.planned_epochs = epochs
         self.on_frame = on_frame
+        self.legend = legend
         self._figure = Figure(figsize=figsize, dpi=dpi)
         self._canvas = FigureCanvasAgg(self._figure)
         self._stale = True          # .figure needs a (static) redraw before it is read
@@ -223,7 +242,7 @@ class LiveCurves(keras.callbacks.Callback):
     def figure(self):
         """The figure with everything recorded so far."""
         if self._stale:
-            _draw(self._figure, self.previous + [self.current])
+            _draw(self._figure, self.previous + [self.current], legend=self.legend)
             self._background = None
             self._stale = False
         return self._figure
@@ -253,7 +272,7 @@ class LiveCurves(keras.callbacks.Callback):
         e.g. without a run that was stopped.  Returns the PNG bytes."""
         everyone = self.previous + [self.current] if histories is None else list(histories)
         xmax = max([self.planned_epochs or 0] + [h.epochs for h in everyone]) or None
-        _draw(self._figure, everyone, xmax=xmax, tight=False)
+        _draw(self._figure, everyone, xmax=xmax, tight=False, legend=self.legend)
         self._canvas.draw()
         self._background, self._stale = None, True
         png = self._png()
@@ -276,7 +295,7 @@ class LiveCurves(keras.callbacks.Callback):
         xmax = max(xmax, old_x or 0)
         loss_top = top if old_top is None or top > old_top else old_top
         _draw(self._figure, self.previous + [self.current], xmax=xmax, loss_top=loss_top,
-              tight=False)
+              tight=False, legend=self.legend)
         self._limits = (xmax, loss_top)
         self._lines, self._markers = {}, []
         for ax, metric in zip(self._figure.axes, ("loss", "accuracy")):

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import transferkit as tk
@@ -106,3 +107,39 @@ def test_one_cpu_computes_what_two_do_and_importing_numpy_first_is_reported():
     (late, label2), err = run([sys.executable, "-c", "import numpy; " + SCRIPT])
     assert "portable numerics incomplete: OPENBLAS_CORETYPE (numpy was imported first)" in err
     assert label2.startswith("portable, incomplete")
+
+
+def _float32_batch_norm(x, mean, variance, offset, scale, epsilon):
+    """The reference: every step an IEEE float32 operation (NumPy rounds each one exactly)."""
+    inv = scale / np.sqrt(variance + np.float32(epsilon))
+    return x * inv + (offset - mean * inv)
+
+
+@pytest.mark.skipif(tk.environment.keras.backend.backend() != "tensorflow",
+                    reason="the approximate rsqrt is TensorFlow's")
+def test_batch_normalization_uses_no_approximate_instruction():
+    """TensorFlow's rsqrt is RSQRTPS plus a Newton step (not correctly rounded: the bits differ
+    between Intel and AMD).  Under portable numerics a BatchNormalization layer, as Keras
+    trains it (a compiled graph), gives the float32 result of sqrt and division instead."""
+    import keras
+
+    assert environment.EXACT_BATCH_NORMALIZATION
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(32, 6, 6, 64)).astype(np.float32)
+    layer = keras.layers.BatchNormalization(epsilon=1e-3)
+    layer.build(x.shape)
+    layer.moving_mean.assign(rng.normal(size=64).astype(np.float32))
+    layer.moving_variance.assign(rng.uniform(1e-3, 5, size=64).astype(np.float32))
+    layer.gamma.assign(rng.normal(size=64).astype(np.float32))
+    layer.beta.assign(rng.normal(size=64).astype(np.float32))
+    model = keras.Sequential([keras.Input(x.shape[1:]), layer])
+    got = model.predict(x, verbose=0, batch_size=32)
+    want = _float32_batch_norm(x, *(np.asarray(v) for v in (layer.moving_mean, layer.moving_variance,
+                                                           layer.beta, layer.gamma)), 1e-3)
+    assert np.array_equal(got, want), f"{np.mean(got != want):.1%} of outputs differ"
+    # and the gradient path trains: one step changes gamma
+    model.compile(optimizer="sgd", loss="mse")
+    layer.trainable = True
+    before = np.asarray(layer.gamma).copy()
+    model.fit(x, np.zeros_like(x), epochs=1, batch_size=32, verbose=0)
+    assert not np.array_equal(before, np.asarray(layer.gamma))

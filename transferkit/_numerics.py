@@ -37,7 +37,7 @@ __all__ = ["ENV", "MODES", "PORTABLE", "VERSION", "NumericsWarning", "apply", "e
 
 ENV = "TRANSFERKIT_NUMERICS"
 MODES = ("portable", "native")
-VERSION = 1  # change when a setting changes: it is part of the source models' cache key
+VERSION = 2  # change when a setting changes: it is part of the source models' cache key
 
 # variable -> (value, the module whose import reads it: set after that, it comes too late)
 PORTABLE = {

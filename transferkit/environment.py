@@ -62,6 +62,46 @@ keras = _import_keras_quietly()
 logging.getLogger("tensorflow").setLevel(logging.ERROR)
 import numpy as np  # noqa: E402
 
+
+def _batch_normalization_exact(x, mean, variance, axis, offset=None, scale=None, epsilon=1e-3):
+    """TensorFlow's batch normalization without its hardware approximation (portable numerics).
+
+    ``tf.nn.batch_normalization`` scales by ``rsqrt(variance + epsilon)``; TensorFlow computes
+    rsqrt (and ``1/x``) on the CPU from the RSQRTPS/RCPPS instructions plus one Newton step,
+    and those instructions' results are the vendor's own tables (Intel and AMD differ; the
+    manuals promise only a relative error below 1.5 * 2**-12).  Same algebra here with a
+    square root and a division, which IEEE 754 rounds exactly on every CPU.  The maximum
+    (a no-op: the variance plus epsilon is positive) keeps TensorFlow's graph optimiser from
+    turning ``scale / sqrt(v)`` back into ``scale * rsqrt(v)``.
+    """
+    from keras import ops
+
+    shape = [1] * len(x.shape)
+    shape[axis] = -1
+    std = ops.maximum(ops.sqrt(ops.add(variance, epsilon)), 1e-30)
+    if scale is None:  # no 1/std (TensorFlow would compute it approximately): divide x
+        out = ops.divide(ops.subtract(x, ops.reshape(mean, shape)), ops.reshape(std, shape))
+        return out if offset is None else ops.add(out, ops.reshape(offset, shape))
+    inv = ops.divide(scale, std)
+    shift = ops.negative(ops.multiply(mean, inv))
+    if offset is not None:
+        shift = ops.add(offset, shift)
+    return ops.add(ops.multiply(x, ops.reshape(inv, shape)), ops.reshape(shift, shape))
+
+
+def _use_exact_batch_normalization():
+    """Portable numerics on TensorFlow: Keras' batch normalization (every BatchNormalization
+    layer calls ``keras.ops.batch_normalization``) without approximate instructions."""
+    if _numerics.state()["mode"] != "portable" or keras.backend.backend() != "tensorflow":
+        return False
+    import keras.src.backend.tensorflow.nn as tf_nn  # no public hook for this: see docstring
+
+    tf_nn.batch_normalization = _batch_normalization_exact
+    return True
+
+
+EXACT_BATCH_NORMALIZATION = _use_exact_batch_normalization()
+
 ENV_CACHE = "TRANSFERKIT_CACHE"
 
 

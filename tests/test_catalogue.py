@@ -823,6 +823,43 @@ def test_c64_images_too_small_for_the_blocks():
                  "at least 3x3 pixels (resize them) or fewer widths")
 
 
+@pytest.mark.parametrize("call, error, needles", [
+    (lambda: tk.augmentation_layers(rotation=0.7), ValueError,
+     ("rotation=0.7 is out of range", "a fraction from 0 to 0.5", "e.g. rotation=0.1")),
+    (lambda: tk.augmentation_layers(rotation=0, translation=0, zoom=0), ValueError,
+     ("all 0: nothing to augment", "augmentation=None")),
+    (lambda: tk.build_model(3, widths=TINY_WIDTHS, augmentation="flip"), TypeError,
+     ("augmentation='flip' is not a Keras layer", "tk.augmentation_layers(...)")),
+])
+def test_c65_augmentation_that_cannot_work(call, error, needles):
+    with pytest.raises(error) as err:
+        call()
+    assert_clear(err, *needles)
+
+
+def test_c66_worst_mistakes_asked_for_more_images_than_there_are_or_drawn_from_scores(letters):
+    model = tiny_model(3, name="mistaken")
+    with pytest.raises(ValueError) as err:
+        tk.worst_mistakes(model, letters, n=100)
+    assert_clear(err, "n=100 is out of range", "from 1 to 36")
+    with pytest.raises(TypeError) as err:
+        tk.plot_mistakes(tk.evaluate(model, letters))
+    assert_clear(err, "got Scores", "tk.worst_mistakes(model, test_data, n=12)")
+
+
+@pytest.mark.parametrize("models, histories, error, needles", [
+    ("teacher", None, TypeError, ("models=str", "{'teacher': teacher, 'student': student}")),
+    ("ok", {"studnet": None}, ValueError, ("histories={'studnet': None}", "labels of models")),
+    ("ok", {"student": [0.5]}, TypeError, ("histories['student'] is a list", "RunHistory")),
+])
+def test_c67_complexity_given_no_models_or_foreign_histories(letters, models, histories, error,
+                                                             needles):
+    models = {"student": tiny_model(3, name="student")} if models == "ok" else models
+    with pytest.raises(error) as err:
+        tk.complexity(models, letters, histories=histories)
+    assert_clear(err, *needles)
+
+
 # --------------------------------------------------------------------------- interruption
 class InterruptAt(keras.callbacks.Callback):
     """Ctrl-C (Kernel -> Interrupt) arriving after training step ``step`` of epoch ``epoch``."""

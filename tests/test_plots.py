@@ -122,3 +122,36 @@ def test_live_curves_in_jupyter_send_updated_pngs_with_few_full_redraws(letters,
     curves = [line for line in loss_ax.get_lines() if not line.get_label().startswith("_")]
     assert [len(line.get_xdata()) for line in curves] == [4, 4]
     assert "phase 2" in [t.get_text() for t in loss_ax.texts]
+
+
+def test_plot_mistakes_titles_every_image_with_true_and_predicted_class(trained, letters):
+    mistakes = tk.worst_mistakes(trained.model, letters, n=7)
+    fig = tk.plot_mistakes(mistakes, columns=4)
+    assert isinstance(fig, Figure) and len(fig.axes) == 8          # 2 rows of 4, one left blank
+    assert fig._suptitle.get_text().startswith("The 7 test images with the highest loss")
+    shown = [ax for ax in fig.axes if ax.images]
+    assert len(shown) == 7
+    names = letters.class_names
+    for k, ax in enumerate(shown):
+        true, predicted = names[mistakes.true[k]], names[mistakes.predicted[k]]
+        assert ax.get_title() == (f"true {true}\npredicted {predicted} "
+                                  f"({mistakes.confidence[k]:.0%})")
+        np.testing.assert_array_equal(ax.images[0].get_array(), mistakes.images[k, ..., 0])
+    assert tk.plot_mistakes(mistakes, title="mine")._suptitle.get_text() == "mine"
+    with pytest.raises(TypeError, match=r"draws what tk.worst_mistakes\(model, data\) returns, "
+                                        r"got Scores"):
+        tk.plot_mistakes(tk.evaluate(trained.model, letters))
+
+
+def test_show_augmented_puts_each_original_beside_its_random_copies(letters):
+    augment = tk.augmentation_layers()
+    fig = tk.show_augmented(augment, letters.x[:2], copies=3)
+    assert len(fig.axes) == 2 * 4 and fig._suptitle.get_text()
+    assert [ax.get_title() for ax in fig.axes[:4]] == ["original", "random 1", "random 2", "random 3"]
+    np.testing.assert_array_equal(fig.axes[0].images[0].get_array(), letters.x[0, ..., 0])
+    assert not np.array_equal(fig.axes[1].images[0].get_array(), letters.x[0, ..., 0])
+    assert len(tk.show_augmented(augment, letters.x[0], copies=1).axes) == 2   # one image
+    with pytest.raises(TypeError, match=r"augmentation=.* is not a Keras layer"):
+        tk.show_augmented("rotate", letters.x[:1])
+    with pytest.raises(ValueError, match=r"copies=0 is out of range"):
+        tk.show_augmented(augment, letters.x[:1], copies=0)

@@ -223,3 +223,49 @@ def test_03_counts_trainable_parameters_of_the_asked_freezing(frozen, answer, ve
     namespace = {"tk": tk, "np": np, "transferred_model": transferred_model,
                  "exercise_model": exercise_model, "answer": answer}
     assert _run(check, namespace).startswith(verdict)
+
+
+# ------------------------------------------------------------------ 11: a new image, from the saved file
+@pytest.fixture(scope="module")
+def kept_model(tmp_path_factory):
+    """A tiny model saved as the notebook saves its kept model, and the image to classify."""
+    import transferkit as tk
+
+    tk.set_seed(0)
+    model = tk.build_model(3, widths=(4, 8), name="kept", augmentation=tk.augmentation_layers())
+    path = tk.save_model(model, tmp_path_factory.mktemp("kept") / "kept.keras")
+    image = tk.data.glyph_dataset("ABC", 1, seed=5).x[0]
+    said = tk.predict(model, image, class_names=("A", "B", "C"))
+    return SimpleNamespace(path=path, image=image, name=said.names[0],
+                           confidence=float(said.confidence[0]))
+
+
+def _check_11(kept, predicted_class, confidence):
+    import keras
+    import transferkit as tk
+
+    check = next(c.source for c in _cells("11_full_workflow.ipynb")
+                 if "self-check" in c.metadata.get("tags", []))
+    namespace = {"tk": tk, "keras": keras, "np": np, "path": kept.path, "new_image": kept.image,
+                 "predicted_class": predicted_class, "confidence": confidence,
+                 "target": SimpleNamespace(class_names=("A", "B", "C")),
+                 "handwritten": SimpleNamespace(class_names=("A", "B", "C"), y=np.array([1]))}
+    return _run(check, namespace)
+
+
+def test_11_accepts_what_the_saved_model_says(kept_model):
+    said = _check_11(kept_model, kept_model.name, kept_model.confidence)
+    assert said.startswith("Correct") and repr(kept_model.name) in said
+
+
+@pytest.mark.parametrize("wrong", ["class", "confidence", "both"])
+def test_11_rejects_another_class_or_probability(kept_model, wrong):
+    other = next(n for n in "ABC" if n != kept_model.name)
+    name = other if wrong in ("class", "both") else kept_model.name
+    confidence = (kept_model.confidence if wrong == "class" else 1.0 - kept_model.confidence
+                  if wrong == "confidence" else None)
+    assert _check_11(kept_model, name, confidence).startswith("Not quite")
+
+
+def test_11_without_an_answer(kept_model):
+    assert _check_11(kept_model, None, None).startswith("Not answered yet")

@@ -1,4 +1,4 @@
-"""The kit's public names: what notebooks 00-10 call as ``tk.X``, grouped by the notebook that
+"""The kit's public names: what notebooks 00-11 call as ``tk.X``, grouped by the notebook that
 first uses them (``transferkit/__init__.py`` re-exports them).  Everything else is reached
 through its module: ``tk.choosing.logme``, ``tk.data.split``, ``tk.strategies.get_strategy``.
 
@@ -47,6 +47,7 @@ from .features import (embed, extract_features, feature_maps, first_layer_filter
 # 07 knowledge transfer: distillation, L2-SP
 from .knowledge import (DistillationLoss, attach_l2sp, distill, l2sp_penalty, pack_targets,
                         teacher_logits, unlabelled_rest)
+from .evaluation import complexity
 # 08 when transfer fails
 from .data import SHIFT_KINDS, shift
 from .source import SOURCE_TASKS
@@ -61,6 +62,11 @@ from .models import feature_extractor
 from .online import (ONLINE_DATASETS, OfflineError, backbone_architecture, load_online_dataset,
                      online_cache_dir, online_file_paths, online_task, pretrained_backbone,
                      pretrained_target_model, try_online)
+# 11 full workflow: augmentation, early stopping, a schedule, a kept model, the worst mistakes
+from .models import augmentation_layers
+from .training import steps_per_epoch
+from .evaluation import predict, worst_mistakes
+from .plots import plot_mistakes, show_augmented
 
 # the names above, not the modules (``tk.<module>`` is there anyway: the package's submodules)
 __all__ = [name for name, value in dict(globals()).items()

@@ -10,17 +10,20 @@ from __future__ import annotations
 
 import math
 import statistics
+import time
 from dataclasses import dataclass
 
 import numpy as np
 
-from .checks import is_integer
+from .checks import check_integer, is_integer
 from .data import Dataset
-from .datachecks import as_xy, check_head_fits, check_xy
+from .datachecks import as_xy, check_head_fits, check_pixels, check_xy
+from .history import RunHistory
 from .models import check_input, forward
 
-__all__ = ["ClassReport", "Scores", "SeedSummary", "class_report", "evaluate", "over_seeds",
-           "predict_classes", "score_predictions"]
+__all__ = ["ClassReport", "Complexity", "ComplexityReport", "Mistakes", "Predictions", "Scores",
+           "SeedSummary", "class_report", "complexity", "evaluate", "over_seeds", "predict",
+           "predict_classes", "score_predictions", "softmax", "worst_mistakes"]
 
 
 # --------------------------------------------------------------------------- scores
@@ -182,3 +185,179 @@ def over_seeds(fn, seeds=(0, 1, 2), label="accuracy", percent=True):
                              f"{value} too; check that run (a NaN loss? an empty test set?)")
         values.append(value)
     return SeedSummary(seeds, tuple(values), label, percent)
+
+
+# --------------------------------------------------------------------------- predictions
+def softmax(logits):
+    """Probabilities from logits (rows), computed stably in float64."""
+    z = np.asarray(logits, dtype="float64")
+    z = np.exp(z - z.max(axis=-1, keepdims=True))
+    return z / z.sum(axis=-1, keepdims=True)
+
+
+@dataclass
+class Predictions:
+    """What a model says about some images: class index, name and probability of each."""
+
+    labels: np.ndarray
+    names: tuple
+    confidence: np.ndarray       # the probability of the predicted class
+    probabilities: np.ndarray    # (images, classes)
+
+    def __len__(self):
+        return len(self.labels)
+
+    def __str__(self):
+        return "\n".join(f"image {i}: {name!r} ({p:.1%})"
+                         for i, (name, p) in enumerate(zip(self.names, self.confidence)))
+
+    def _repr_pretty_(self, p, cycle):
+        p.text(str(self))
+
+
+def predict(model, images, *, class_names=None):
+    """Classify ``images`` (one image of the model's input shape, or a batch) in inference mode:
+    a ``Predictions`` with each image's class index, class name and probability."""
+    x = np.asarray(images.x if isinstance(images, Dataset) else images)
+    if x.shape == tuple(model.inputs[0].shape[1:]):
+        x = x[None]
+    check_input(model, x)
+    if x.dtype.kind not in "fiu":
+        raise TypeError(f"images have dtype {x.dtype}; convert with x.astype('float32')")
+    check_pixels(x, "images")
+    probabilities = softmax(forward(model, x))
+    labels = probabilities.argmax(axis=1)
+    if class_names is None and isinstance(images, Dataset):
+        class_names = images.class_names
+    names = (tuple(str(class_names[i]) for i in labels) if class_names is not None
+             else tuple(str(i) for i in labels))
+    return Predictions(labels, names, probabilities[np.arange(len(x)), labels], probabilities)
+
+
+@dataclass
+class Mistakes:
+    """The test images a model is most wrong about (highest cross-entropy loss first)."""
+
+    indices: np.ndarray          # positions in the data, highest loss first
+    images: np.ndarray
+    true: np.ndarray
+    predicted: np.ndarray
+    confidence: np.ndarray       # probability of the predicted class
+    loss: np.ndarray             # -log p(true class)
+    class_names: tuple
+
+    @property
+    def wrong(self):
+        """How many of these images are misclassified."""
+        return int(np.count_nonzero(self.true != self.predicted))
+
+    def __len__(self):
+        return len(self.indices)
+
+    def __str__(self):
+        lines = [f"{'image':>6} {'true':>6} {'predicted':>10} {'confidence':>11} {'loss':>7}"]
+        for i, t, p, c, l in zip(self.indices, self.true, self.predicted, self.confidence,
+                                 self.loss):
+            lines.append(f"{i:>6} {self.class_names[t]:>6} {self.class_names[p]:>10} "
+                         f"{c:>11.1%} {l:>7.2f}")
+        return "\n".join(lines)
+
+    def _repr_pretty_(self, p, cycle):
+        p.text(str(self))
+
+
+def worst_mistakes(model, data, *, n=12):
+    """The ``n`` images of ``data`` with the highest loss (the true class's probability is
+    lowest): the model's worst mistakes, with what it predicted and how sure it was."""
+    x, y = as_xy(data, "test data")
+    check_xy(model, x, y, "test data")
+    check_head_fits(model, data, int(model.outputs[0].shape[-1]))
+    check_integer(n, "n", 1, len(x))
+    probabilities = softmax(forward(model, x))
+    loss = -np.log(np.maximum(probabilities[np.arange(len(y)), y], 1e-300))
+    order = np.argsort(-loss, kind="stable")[:n]
+    predicted = probabilities[order].argmax(axis=1)
+    names = (tuple(data.class_names) if isinstance(data, Dataset)
+             else tuple(map(str, range(probabilities.shape[1]))))
+    return Mistakes(order, x[order], y[order], predicted,
+                    probabilities[order, predicted], loss[order], names)
+
+
+# --------------------------------------------------------------------------- model complexity
+@dataclass
+class Complexity:
+    """What one model costs: parameters, bytes of weights, time to train and to predict."""
+
+    label: str
+    parameters: int
+    weight_bytes: int
+    predict_ms: float            # milliseconds per image, inference mode, batches of 256
+    train_s_per_epoch: float     # seconds per epoch of the given run (NaN without one)
+
+    def __str__(self):
+        return (f"{self.label}: {self.parameters:,} parameters, {self.weight_bytes / 1024:,.1f} "
+                f"KiB of weights, {_seconds(self.train_s_per_epoch)} per training epoch, "
+                f"{self.predict_ms:.3f} ms per image to predict")
+
+
+def _seconds(value):
+    return "-" if math.isnan(value) else f"{value:.2f} s"
+
+
+@dataclass
+class ComplexityReport:
+    """``Complexity`` of several models side by side; ``report["teacher"]`` is one row."""
+
+    rows: dict
+
+    def __getitem__(self, label):
+        return self.rows[label]
+
+    def __str__(self):
+        width = max(len("model"), *(len(k) for k in self.rows))
+        lines = [f"{'model':<{width}} {'parameters':>11} {'weights':>10} {'train/epoch':>12} "
+                 f"{'predict/image':>14}"]
+        for label, c in self.rows.items():
+            lines.append(f"{label:<{width}} {c.parameters:>11,} {c.weight_bytes / 1024:>7,.1f} KiB "
+                         f"{_seconds(c.train_s_per_epoch):>12} {c.predict_ms:>11.3f} ms")
+        return "\n".join(lines)
+
+    def _repr_pretty_(self, p, cycle):
+        p.text(str(self))
+
+
+def complexity(models, data, *, histories=None, repeats=3):
+    """What each model of ``models`` ({label: model}) costs: parameters, bytes of its weights
+    (every variable, BatchNorm statistics included), milliseconds per image to predict
+    ``data`` (the best of ``repeats`` timed passes, after one untimed warm-up) and, from
+    ``histories`` ({label: RunHistory}), seconds per training epoch.  Times depend on the
+    machine and its load; counts and bytes do not."""
+    if not isinstance(models, dict) or not models:
+        raise TypeError(f"models={type(models).__name__}: pass a dict of one or more "
+                        "{label: model}, e.g. {'teacher': teacher, 'student': student}")
+    histories = {} if histories is None else histories
+    if not isinstance(histories, dict) or set(histories) - set(models):
+        raise ValueError(f"histories={histories!r}: pass {{label: RunHistory}} with labels of "
+                         f"models ({list(models)})")
+    check_integer(repeats, "repeats", 1)
+    x, _ = as_xy(data, "data") if not isinstance(data, np.ndarray) else (data, None)
+    rows = {}
+    for label, model in models.items():
+        check_input(model, x)
+        history = histories.get(label)
+        if history is not None and not isinstance(history, RunHistory):
+            raise TypeError(f"histories[{label!r}] is a {type(history).__name__}, not the "
+                            "RunHistory that tk.fit / tk.fine_tune / tk.distill return")
+        forward(model, x[:256])  # warm-up: the first call builds what later calls reuse
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            forward(model, x)
+            times.append(time.perf_counter() - start)
+        per_epoch = (history.seconds / history.epochs if history is not None and history.epochs
+                     else float("nan"))
+        rows[label] = Complexity(label, int(model.count_params()),
+                                 int(sum(np.dtype(w.dtype).itemsize * int(np.prod(w.shape))
+                                         for w in model.weights)),
+                                 1e3 * min(times) / len(x), float(per_epoch))
+    return ComplexityReport(rows)

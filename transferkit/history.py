@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import keras
 
-__all__ = ["METRICS", "HistoryRecorder", "RunHistory", "StopSwitch"]
+__all__ = ["METRICS", "HistoryRecorder", "RunHistory", "StopSwitch", "current_learning_rate"]
 
 METRICS = ("loss", "accuracy", "val_loss", "val_accuracy")
 
@@ -25,15 +25,17 @@ class RunHistory:
     phases: list = field(default_factory=list)  # (name, first epoch index)
     seconds: float = 0.0
     interrupted: bool = False
+    learning_rates: list = field(default_factory=list)  # the optimizer's rate after each epoch
 
     @property
     def epochs(self):
         return len(self.metrics["loss"])
 
-    def add_epoch(self, logs):
+    def add_epoch(self, logs, learning_rate=None):
         for key in METRICS:
             value = logs.get(key)
             self.metrics[key].append(float(value) if value is not None else float("nan"))
+        self.learning_rates.append(float("nan") if learning_rate is None else float(learning_rate))
 
     def then(self, other, label=None):
         """This run followed by ``other`` (a later phase) as one history."""
@@ -43,7 +45,13 @@ class RunHistory:
         out.phases = (self.phases or [(self.label, 0)]) + [
             (name, start + self.epochs) for name, start in (other.phases or [(other.label, 0)])]
         out.seconds = self.seconds + other.seconds
+        out.learning_rates = self._rates() + other._rates()
         return out
+
+    def _rates(self):
+        """One learning rate per epoch (NaN where none was recorded)."""
+        rates = list(self.learning_rates)[:self.epochs]
+        return rates + [float("nan")] * (self.epochs - len(rates))
 
     def last(self, key="val_accuracy"):
         return self.metrics[key][-1] if self.metrics[key] else float("nan")
@@ -61,7 +69,13 @@ class HistoryRecorder(keras.callbacks.Callback):
         self.history_ = history
 
     def on_epoch_end(self, epoch, logs=None):
-        self.history_.add_epoch(logs or {})
+        self.history_.add_epoch(logs or {}, current_learning_rate(self.model))
+
+
+def current_learning_rate(model):
+    """The learning rate the model's optimizer is at now (a schedule's current value), or None."""
+    rate = getattr(getattr(model, "optimizer", None), "learning_rate", None)
+    return None if rate is None else float(keras.ops.convert_to_numpy(rate))
 
 
 class StopSwitch(keras.callbacks.Callback):

@@ -13,19 +13,25 @@ from .checks import is_integer
 from .data import IMAGE_SIZE
 from .environment import preset
 
-__all__ = ["DEFAULT_WIDTHS", "HEAD", "block_layers", "block_names", "build_model", "check_input",
-           "feature_extractor", "forward"]
+__all__ = ["AUGMENTATION", "DEFAULT_WIDTHS", "HEAD", "augmentation_layers", "block_layers",
+           "block_names", "build_model", "check_input", "feature_extractor", "forward"]
 
 DEFAULT_WIDTHS = preset().widths  # (16, 32, 64) on a CPU; wider with the gpu preset
 HEAD = "head"
+AUGMENTATION = "augment"  # the name of the augmentation layers inside a model
 
 
 def build_model(num_classes, input_shape=(IMAGE_SIZE, IMAGE_SIZE, 1), widths=DEFAULT_WIDTHS,
-                name="cnn"):
+                name="cnn", *, augmentation=None):
     """Backbone of ``len(widths)`` conv blocks (conv, BatchNorm, ReLU), then a Dense head.
 
     Block 1 downsamples with stride 2 (cheap on a laptop CPU), block 2 max-pools,
     the last block is averaged over space into a feature vector.
+
+    ``augmentation``: a Keras layer put between the input and block 1, e.g.
+    ``augmentation_layers()``: Keras runs it in training only (``fit``), so predictions and
+    evaluations see the images as they are.  It holds no weights, so weights load by name
+    as without it.
     """
     if not is_integer(num_classes) or num_classes < 2:
         raise ValueError(f"num_classes={num_classes!r}: a classifier needs an integer >= 2; "
@@ -40,13 +46,17 @@ def build_model(num_classes, input_shape=(IMAGE_SIZE, IMAGE_SIZE, 1), widths=DEF
             or not all(is_integer(w) and w >= 1 for w in widths)):
         raise ValueError(f"widths={widths!r}: give one positive channel count per block, "
                          "e.g. widths=(16, 32, 64)")
+    if augmentation is not None and not isinstance(augmentation, keras.layers.Layer):
+        raise TypeError(f"augmentation={augmentation!r} is not a Keras layer; pass "
+                        "tk.augmentation_layers(...) or a keras.Sequential of keras.layers.Random* "
+                        "layers, or None for no augmentation")
     smallest = _smallest_side(len(widths))
     if min(shape[:2]) < smallest:
         raise ValueError(f"input_shape={input_shape!r} is too small for {len(widths)} blocks: "
                          "the strides and pooling would shrink it to nothing; use images of at "
                          f"least {smallest}x{smallest} pixels (resize them) or fewer widths")
     inputs = keras.Input(shape=tuple(int(d) for d in shape), name="image")
-    x = inputs
+    x = inputs if augmentation is None else augmentation(inputs)
     for i, width in enumerate(map(int, widths), start=1):
         x = layers.Conv2D(width, 3, strides=2 if i == 1 else 1, padding="same",
                           use_bias=False, name=f"block{i}_conv")(x)
@@ -58,6 +68,35 @@ def build_model(num_classes, input_shape=(IMAGE_SIZE, IMAGE_SIZE, 1), widths=DEF
     # float32 logits even under mixed precision (gpu preset): a float16 softmax/loss is unstable
     outputs = layers.Dense(int(num_classes), name=HEAD, dtype="float32")(features)
     return keras.Model(inputs, outputs, name=name)
+
+
+def augmentation_layers(rotation=0.05, translation=0.1, zoom=0.1):
+    """Random rotation, shift and zoom as Keras layers (one ``keras.Sequential`` named
+    ``"augment"``), for ``build_model(..., augmentation=...)``.
+
+    ``rotation``: a fraction of a full turn (0.05: up to 18 degrees either way);
+    ``translation`` and ``zoom``: fractions of the image side.  0 leaves that one out.
+    New pixels are black, like the kit's background.  Active only when Keras trains
+    (``training=True``); in inference the layers pass images through unchanged.
+    """
+    factors = {"rotation": rotation, "translation": translation, "zoom": zoom}
+    for what, value in factors.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or not (
+                0 <= float(value) <= 0.5):
+            raise ValueError(f"{what}={value!r} is out of range; use a fraction from 0 to 0.5, "
+                             f"e.g. {what}=0.1 (0 leaves it out)")
+    if not any(factors.values()):
+        raise ValueError("rotation, translation and zoom are all 0: nothing to augment; give one "
+                         "of them a value such as 0.1, or build the model with augmentation=None")
+    parts = []
+    if rotation:
+        parts.append(layers.RandomRotation(float(rotation), fill_mode="constant", name="rotate"))
+    if translation:
+        parts.append(layers.RandomTranslation(float(translation), float(translation),
+                                              fill_mode="constant", name="shift"))
+    if zoom:
+        parts.append(layers.RandomZoom(float(zoom), fill_mode="constant", name="zoom"))
+    return keras.Sequential(parts, name=AUGMENTATION)
 
 
 def _side_after(side, blocks):

@@ -7,11 +7,13 @@ import keras
 import numpy as np
 from matplotlib.figure import Figure
 
+from .checks import check_integer
+from .evaluation import Mistakes
 from .history import METRICS, RunHistory
 
 __all__ = ["CLIP_FACTOR", "COLORS", "MIN_AXES_RIGHT", "LiveCurves", "figure_png", "in_jupyter",
-           "loss_limit", "plot_bars", "plot_confusion", "plot_history", "plot_sweep", "run_color",
-           "show_images"]
+           "loss_limit", "plot_bars", "plot_confusion", "plot_history", "plot_mistakes",
+           "plot_sweep", "run_color", "show_augmented", "show_images"]
 
 # Twelve distinct run colours; run i keeps colour i for as long as it is on the plot.
 COLORS = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown",
@@ -450,6 +452,60 @@ def plot_sweep(rows, figsize=(6, 3.5)):
     ax.set_ylim(0, 1)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_mistakes(mistakes, *, columns=6, title=None):
+    """A grid of a model's worst mistakes (``tk.worst_mistakes``): each image titled with its
+    true class, the predicted class and the model's confidence in it."""
+    if not isinstance(mistakes, Mistakes):
+        raise TypeError(f"plot_mistakes draws what tk.worst_mistakes(model, data) returns, got "
+                        f"{type(mistakes).__name__}; pass tk.worst_mistakes(model, test_data, n=12)")
+    check_integer(columns, "columns", 1)
+    columns = min(int(columns), len(mistakes))
+    rows = -(-len(mistakes) // columns)
+    fig = Figure(figsize=(1.45 * columns, 1.75 * rows + 0.45))
+    axes = fig.subplots(rows, columns, squeeze=False)
+    names = mistakes.class_names
+    for k, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if k >= len(mistakes):
+            continue
+        ax.imshow(mistakes.images[k, ..., 0], cmap="gray", vmin=0, vmax=1)
+        true, predicted = mistakes.true[k], mistakes.predicted[k]
+        ax.set_title(f"true {names[true]}\npredicted {names[predicted]} "
+                     f"({mistakes.confidence[k]:.0%})", fontsize=8,
+                     color="black" if true == predicted else "firebrick")
+    fig.suptitle(title or f"The {len(mistakes)} test images with the highest loss: true class, "
+                 "predicted class (its probability)", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def show_augmented(augmentation, images, *, copies=5, title=None):
+    """Each of ``images`` (a row each) next to ``copies`` random versions of it, drawn by the
+    augmentation layers as in training (``training=True``)."""
+    if not isinstance(augmentation, keras.layers.Layer):
+        raise TypeError(f"augmentation={augmentation!r} is not a Keras layer; pass "
+                        "tk.augmentation_layers(...) or the model's layer "
+                        "model.get_layer('augment')")
+    check_integer(copies, "copies", 1, 20)
+    x = np.asarray(images, dtype="float32")
+    x = x[None] if x.ndim == 3 else x
+    columns = int(copies) + 1
+    fig = Figure(figsize=(1.0 * columns, 1.05 * len(x) + 0.4))
+    axes = fig.subplots(len(x), columns, squeeze=False)
+    for r, image in enumerate(x):
+        batch = np.repeat(image[None], int(copies), axis=0)
+        drawn = keras.ops.convert_to_numpy(augmentation(batch, training=True))
+        for c, ax in enumerate(axes[r]):
+            ax.axis("off")
+            ax.imshow(image[..., 0] if c == 0 else drawn[c - 1, ..., 0], cmap="gray", vmin=0,
+                      vmax=1)
+            ax.set_title("original" if c == 0 else f"random {c}", fontsize=8)
+    fig.suptitle(title or "What the network sees in training: random rotation, shift and zoom",
+                 fontsize=10)
     fig.tight_layout()
     return fig
 

@@ -20,7 +20,7 @@ from .history import HistoryRecorder, RunHistory, StopSwitch
 from .models import forward
 
 __all__ = ["RecompileError", "ScaledAdam", "check_recompiled", "compile_model", "fit",
-           "remember_fit", "repeat_for", "train_loop"]
+           "remember_fit", "repeat_for", "steps_per_epoch", "train_loop"]
 
 MAX_EPOCHS = 10_000
 
@@ -28,9 +28,12 @@ MAX_EPOCHS = 10_000
 def compile_model(model, learning_rate=1e-3, *, block_lr=None):
     """Adam + sparse cross-entropy on logits + accuracy. Call again after changing ``trainable``.
 
+    ``learning_rate``: a number, or a Keras schedule (``keras.optimizers.schedules.CosineDecay``
+    and the like: a rate per optimizer step; ``steps_per_epoch`` converts epochs to steps).
     ``block_lr``: a learning-rate multiplier per block (``ScaledAdam``), e.g. {"block1": 0.1}.
     """
-    check_rate(learning_rate)
+    if not isinstance(learning_rate, keras.optimizers.schedules.LearningRateSchedule):
+        check_rate(learning_rate)
     optimizer = (ScaledAdam(block_lr, learning_rate=learning_rate) if block_lr else
                  keras.optimizers.Adam(learning_rate))
     model.compile(optimizer=optimizer,
@@ -135,6 +138,15 @@ def fit(model, train, val=None, *, epochs=10, batch_size=32, callbacks=(), label
     checks = [_Validation(*val_data)] if val_data is not None else []
     return train_loop(model, x, y, label, epochs=epochs, batch_size=batch_size,
                       callbacks=callbacks, verbose=verbose, checks=checks)
+
+
+def steps_per_epoch(n_examples, *, batch_size=32, repeat=1):
+    """Optimizer steps in one epoch of ``fit`` on ``n_examples`` shown ``repeat`` times each
+    (what a schedule's ``decay_steps`` counts): ``epochs * steps_per_epoch(...)`` for a run."""
+    check_integer(n_examples, "n_examples", 1)
+    check_integer(batch_size, "batch_size", 1)
+    check_integer(repeat, "repeat", 1)
+    return math.ceil(n_examples * repeat / min(batch_size, n_examples * repeat))
 
 
 def repeat_for(n_examples, batch_size=32, steps_per_epoch=10):

@@ -246,8 +246,9 @@ def test_every_figure_of_the_kit_passes_the_check(letters):
     rows = [{"strategy": name, "shots": k, "accuracy": a + 0.05 * i}
             for i, name in enumerate(("from scratch", "feature extraction", "gradual unfreezing"))
             for k, a in ((1, .2), (5, .5), (20, .8))]
-    embedding = tk.features.Embedding(np.random.default_rng(0).normal(size=(60, 2)),
-                                      np.arange(60) % 3, letters.class_names, "pca", 0.5, 0.1, "map")
+    points = np.random.default_rng(0).normal(size=(60, 2))
+    embedding = tk.features.Embedding(points, np.arange(60) % 3, letters.class_names, "pca",
+                                      0.5, 0.1, "map")
     scores = tk.evaluation.score_predictions(letters.y, letters.y[::-1], letters.class_names)
     figures = {
         "plot_history": tk.plot_history(_history("from scratch", 12), _history("fine-tuned", 14)),
@@ -297,7 +298,8 @@ def test_the_live_plot_is_checked_once_per_full_redraw(letters, letters_val, mon
 
     checks = []
     real = plots.check_figure
-    monkeypatch.setattr(plots, "check_figure", lambda fig, *a, **k: checks.append(a) or real(fig, *a, **k))
+    monkeypatch.setattr(plots, "check_figure",
+                        lambda fig, *a, **k: checks.append(a) or real(fig, *a, **k))
     live = _Watched("live", min_interval=0, epochs=4, dpi=50)
     model = tk.compile_model(tk.build_model(3, widths=__import__("helpers").TINY_WIDTHS), 1e-2)
     tk.fit(model, letters, letters_val, epochs=2, batch_size=8, callbacks=[live])

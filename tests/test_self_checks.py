@@ -316,7 +316,8 @@ def test_02_recomputes_the_five_class_report(source_file, classes, verdict):
     import transferkit as tk
 
     report = tk.load_matching_weights(tk.build_model(classes, name="answer"), source_file)
-    namespace = {"tk": tk, "five_report": report, "source": SimpleNamespace(weights_path=source_file)}
+    namespace = {"tk": tk, "five_report": report,
+                 "source": SimpleNamespace(weights_path=source_file)}
     said = _check("02_weight_loading.ipynb", namespace)
     assert said.startswith(verdict), said
     if verdict == "Correct":
@@ -358,8 +359,8 @@ def test_05_accepts_its_solution():
 
     def run(strategy, shots):   # the lab's run, with the accuracies a real run would record
         title = strategy.replace("_", " ")
-        lab.results.append({"strategy": title, "shots": shots,
-                            "accuracy": {"gradual unfreezing": 0.5, "feature extraction": 0.6}[title]})
+        accuracy = {"gradual unfreezing": 0.5, "feature extraction": 0.6}[title]
+        lab.results.append({"strategy": title, "shots": shots, "accuracy": accuracy})
 
     lab.run = run
     namespace = {"lab": lab}
@@ -453,11 +454,12 @@ def test_09_recomputes_the_rank_correlation(answer, verdict):
     namespace = _ranking_case()
     names, actual, h = namespace["names"], namespace["actual"], namespace["ranking"].score
     scores = [h(n, "h_score") for n in names]
-    answer = {"right": namespace["spearmanr"](scores, [actual[n] for n in names])[0],
-              "reversed": namespace["spearmanr"](scores, [actual[n] for n in names[::-1]])[0],
-              "pair": namespace["spearmanr"](scores, [actual[n] for n in names])[1]}.get(answer, answer)
+    spearmanr = namespace["spearmanr"]
+    answer = {"right": spearmanr(scores, [actual[n] for n in names])[0],
+              "reversed": spearmanr(scores, [actual[n] for n in names[::-1]])[0],
+              "pair": spearmanr(scores, [actual[n] for n in names])[1]}.get(answer, answer)
     said = _check("09_evaluation_and_choosing.ipynb", {**namespace, "rho_h": answer})
-    assert said.lstrip().startswith(verdict) or verdict in said, said
+    assert verdict in said.splitlines()[0], said
     assert (verdict == "Correct") == said.startswith("Correct")
 
 

@@ -156,8 +156,10 @@ def figure_problems(fig, *, draw=True):
     problems = []
     # axes that show data, and framed axes still empty (a live plot before its first epoch)
     data_axes = [ax for ax in fig.axes if _has_data(ax) or (ax.get_visible() and ax.axison)]
-    untitled = [n for n, ax in enumerate(data_axes, 1)
-                if not (suptitle or ax.get_title() or ax.get_title("left") or ax.get_title("right"))]
+    def titled(ax):
+        return any(ax.get_title(loc) for loc in ("center", "left", "right"))
+
+    untitled = [n for n, ax in enumerate(data_axes, 1) if not (suptitle or titled(ax))]
     if untitled:
         if len(untitled) == len(data_axes) > 1:
             which = "no axes has a title"

@@ -860,6 +860,24 @@ def test_c67_complexity_given_no_models_or_foreign_histories(letters, models, hi
     assert_clear(err, *needles)
 
 
+def test_c68_a_figure_that_fails_the_figure_check():
+    """A figure drawn with matplotlib in a notebook, passed to tk.plots.check_figure: no title,
+    no axis labels, two curves without a legend."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(4, 3))
+    ax = fig.subplots()
+    ax.plot([0, 1], [0, 1], label="train")
+    ax.plot([0, 1], [1, 0], label="validation")
+    with pytest.raises(tk.plots.FigureCheckError) as err:
+        tk.plots.check_figure(fig, "my plot")
+    assert_clear(err, "figure my plot", "axes 1 has no title", "no x label", "no y label",
+                 "2 labelled curves or point sets but no legend", "give every axes a title")
+    with pytest.raises(TypeError) as err:
+        tk.plots.check_figure(ax)
+    assert_clear(err, "got Axes", "matplotlib Figure")
+
+
 # --------------------------------------------------------------------------- interruption
 class InterruptAt(keras.callbacks.Callback):
     """Ctrl-C (Kernel -> Interrupt) arriving after training step ``step`` of epoch ``epoch``."""

@@ -163,3 +163,44 @@ def test_prose_quotes_only_numbers_the_notebook_prints_or_cites(path):
                 missing.append(m.group(0))
     assert not missing, (f"{path.name}: prose quotes {missing}, which no output of the notebook "
                          "prints and no committed benchmarks/results/ file named beside it holds")
+
+
+# --------------------------------------------------------------------------- figures
+# Every figure a notebook shows is drawn by the kit, whose plot functions end with
+# tk.plots.check_figure (a title, labelled axes, a legend that hides nothing, no text cut off or
+# printed over other text): nbval's execution of a notebook then checks its figures.  A figure
+# drawn with matplotlib directly must be passed to tk.plots.check_figure(fig) in its cell.
+
+KIT_FIGURE = re.compile(r"\btk\.(plot_\w+|show_\w+|LiveCurves|StrategyLab)\(|check_figure\(")
+MATPLOTLIB = re.compile(r"\bplt\.|\bpyplot\b|\bmatplotlib\b|\bFigure\(|\.subplots\(|\.imshow\(")
+
+
+def unchecked_drawing(source):
+    """Why a code cell's drawing escapes the figure check (None: it does not)."""
+    if MATPLOTLIB.search(source) and "check_figure(" not in source:
+        return "draws with matplotlib directly: end the cell with tk.plots.check_figure(fig)"
+    return None
+
+
+def test_unchecked_drawing_is_found():
+    assert unchecked_drawing("fig, ax = plt.subplots()\nax.plot(x, y)\nfig") is not None
+    assert unchecked_drawing("import matplotlib.pyplot as plt") is not None
+    assert unchecked_drawing("fig = Figure()\nfig.subplots().imshow(img)") is not None
+    assert unchecked_drawing("fig, ax = plt.subplots()\nax.plot(x, y)\n"
+                             "tk.plots.check_figure(fig)") is None
+    assert unchecked_drawing("tk.plot_bars(results, title='t', ylabel='y', xlabel='x')") is None
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=NAMES)
+def test_every_figure_comes_from_the_kit_or_is_checked(path):
+    for n, cell in enumerate(_cells(path)):
+        if cell.cell_type != "code":
+            continue
+        problem = unchecked_drawing(cell.source)
+        assert problem is None, f"{path.name}, cell {n}: {problem}"
+        pictures = [o for o in cell.outputs if "image/png" in o.get("data", {})]
+        if pictures:
+            assert KIT_FIGURE.search(cell.source), (
+                f"{path.name}, cell {n} shows a picture that no tk plot function drew (so no "
+                "figure check measured it): draw it with tk.plot_* / tk.show_images, or pass "
+                "it to tk.plots.check_figure")

@@ -4,7 +4,7 @@ Layers, imported one way: a module imports only from modules in lower tiers
 (tests/test_layers.py parses the imports and checks this table).
 
 Tiers:
-    0: _numerics, _io, checks, strategies, claims
+    0: _numerics, _io, checks, strategies, claims, figures
     1: environment
     2: data
     3: models
@@ -19,8 +19,9 @@ Tiers:
     12: cli, _api
     13: __main__
 
-``_io``, ``checks``, ``strategies`` and ``claims`` need no Keras (the command line parses and checks
-with them before the backend loads).  The public names, what the notebooks call as ``tk.X``,
+``_io``, ``checks``, ``strategies``, ``claims`` and ``figures`` need no Keras (the command line
+parses and checks with them before the backend loads; every plot is measured by
+``figures.check_figure``).  The public names, what the notebooks call as ``tk.X``,
 are listed in ``_api.py`` by notebook; every other name is reached through its module
 (``tk.choosing.logme``).
 """

@@ -23,6 +23,7 @@ from .models import check_input, feature_extractor
 from .checks import check_number
 from .datachecks import as_xy
 from .evaluation import Scores, score_predictions
+from .figures import check_figure, overlapping_tick_labels
 from .models import forward
 
 EMBEDDING_METHODS = ("pca", "tsne")
@@ -144,7 +145,7 @@ def plot_embeddings(*embeddings, figsize=None):
     """Side-by-side scatter plots of ``embed`` results, one colour per class, scores in the title."""
     if not embeddings or not all(isinstance(e, Embedding) for e in embeddings):
         raise TypeError("plot_embeddings takes one or more results of tk.embed(...)")
-    fig = Figure(figsize=figsize or (4.2 * len(embeddings), 4))
+    fig = Figure(figsize=figsize or (4.2 * len(embeddings) + 1.1, 4))
     axes = np.atleast_1d(fig.subplots(1, len(embeddings)))
     for ax, e in zip(axes, embeddings):
         for c, name in enumerate(e.class_names):
@@ -156,10 +157,20 @@ def plot_embeddings(*embeddings, figsize=None):
                         bbox={"boxstyle": "round,pad=0.1", "fc": "white", "alpha": 0.7, "lw": 0})
         ax.set_title(f"{e.title or e.method}\n5-NN acc. {e.knn_accuracy:.0%}, "
                      f"silhouette {e.silhouette:.2f}", fontsize=9)
-        ax.set_xticks([])
+        axis_name = {"pca": "PCA component", "tsne": "t-SNE axis"}.get(e.method, e.method)
+        ax.set_xlabel(f"{axis_name} 1", fontsize=9)
+        ax.set_ylabel(f"{axis_name} 2", fontsize=9)
+        ax.set_xticks([])   # the units of a projection mean nothing
         ax.set_yticks([])
-    fig.tight_layout()
-    return fig
+    # one colour legend for every panel, beside them (never on a point)
+    handles, labels = axes[0].get_legend_handles_labels()
+    legend = fig.legend(handles, labels, loc="center right", bbox_to_anchor=(0.995, 0.5),
+                        title="class", fontsize=8, title_fontsize=8, frameon=False,
+                        markerscale=1.5, ncols=1 if len(labels) <= 16 else 2)
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    width = legend.get_window_extent(FigureCanvasAgg(fig).get_renderer()).width
+    fig.tight_layout(rect=(0, 0, 0.99 - width / fig.bbox.width, 1))
+    return check_figure(fig, "plot_embeddings")
 
 
 # --------------------------------------------------------------------------- filters and maps
@@ -209,13 +220,17 @@ def _grid(images, n, title, figsize, cmap, symmetric):
     return fig
 
 
+def _checked_grid(images, n, title, figsize, cmap, symmetric, name):
+    return check_figure(_grid(images, n, title, figsize, cmap, symmetric), name)
+
+
 def plot_filters(filters, n=16, title="first-layer filters", figsize=None):
     """A grid of 2-D kernels from ``first_layer_filters`` (grey = 0)."""
     filters = np.asarray(filters)
     if filters.ndim != 3:
         raise ValueError(f"filters of shape {filters.shape}: expected (filters, height, width), "
                          "as returned by tk.first_layer_filters")
-    return _grid(filters, n, title, figsize, "gray", symmetric=True)
+    return _checked_grid(filters, n, title, figsize, "gray", True, "plot_filters")
 
 
 def plot_feature_maps(maps, n=16, title="feature maps", figsize=None):
@@ -224,7 +239,8 @@ def plot_feature_maps(maps, n=16, title="feature maps", figsize=None):
     if maps.ndim != 3:
         raise ValueError(f"maps of shape {maps.shape}: expected (height, width, channels), "
                          "as returned by tk.feature_maps")
-    return _grid(np.moveaxis(maps, -1, 0), n, title, figsize, "magma", symmetric=False)
+    return _checked_grid(np.moveaxis(maps, -1, 0), n, title, figsize, "magma", False,
+                         "plot_feature_maps")
 
 
 # --------------------------------------------------------------------------- weight change
@@ -272,7 +288,10 @@ def plot_weight_change(changes, title="relative weight change", figsize=(6, 3)):
     """Bar chart of a ``weight_change`` dict (in percent)."""
     if not isinstance(changes, dict) or not changes:
         raise TypeError("plot_weight_change takes the dict returned by tk.weight_change")
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
     fig = Figure(figsize=figsize)
+    FigureCanvasAgg(fig)
     ax = fig.subplots()
     names = list(changes)
     values = [100 * float(changes[k]) for k in names]
@@ -281,9 +300,16 @@ def plot_weight_change(changes, title="relative weight change", figsize=(6, 3)):
         ax.text(bar.get_x() + bar.get_width() / 2, bar.get_height(), f"{v:.1f}%",
                 ha="center", va="bottom", fontsize=8)
     ax.set_ylabel("||w_after - w_before|| / ||w_before|| (%)", fontsize=8)
+    by_block = all(k == "head" or (k.startswith("block") and k[5:].isdigit()) for k in names)
+    ax.set_xlabel("block" if by_block else "layer", fontsize=9)
     ax.set_title(title)
+    ax.margins(y=0.15)
     fig.tight_layout()
-    return fig
+    fig.canvas.draw()
+    if overlapping_tick_labels(ax):   # by="layer": many long names; stand them upright
+        ax.tick_params(axis="x", labelrotation=90, labelsize=7)
+        fig.tight_layout()
+    return check_figure(fig, "plot_weight_change")
 
 
 __all__ = ["EMBEDDING_METHODS", "Embedding", "ProbeResult", "embed", "extract_features",

@@ -9,11 +9,13 @@ from matplotlib.figure import Figure
 
 from .checks import check_integer
 from .evaluation import Mistakes
+from .figures import FigureCheckError, check_figure, overlapping_tick_labels
 from .history import METRICS, RunHistory
 
-__all__ = ["CLIP_FACTOR", "COLORS", "MIN_AXES_RIGHT", "LiveCurves", "figure_png", "in_jupyter",
-           "loss_limit", "plot_bars", "plot_confusion", "plot_history", "plot_mistakes",
-           "plot_sweep", "run_color", "show_augmented", "show_images"]
+__all__ = ["CLIP_FACTOR", "COLORS", "MIN_AXES_RIGHT", "FigureCheckError", "LiveCurves",
+           "check_figure", "figure_png", "in_jupyter", "loss_limit", "plot_bars",
+           "plot_confusion", "plot_history", "plot_mistakes", "plot_sweep", "run_color",
+           "show_augmented", "show_images"]
 
 # Twelve distinct run colours; run i keeps colour i for as long as it is on the plot.
 COLORS = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown",
@@ -189,7 +191,7 @@ def plot_history(*histories, figsize=(10, 3.5)):
         if not isinstance(h, RunHistory):
             raise TypeError(f"plot_history takes RunHistory objects (from tk.fit), got "
                             f"{type(h).__name__}")
-    return _draw(Figure(figsize=figsize), list(histories))
+    return check_figure(_draw(Figure(figsize=figsize), list(histories)), "plot_history")
 
 
 class LiveCurves(keras.callbacks.Callback):
@@ -245,6 +247,7 @@ class LiveCurves(keras.callbacks.Callback):
         """The figure with everything recorded so far."""
         if self._stale:
             _draw(self._figure, self.previous + [self.current], legend=self.legend)
+            check_figure(self._figure, "LiveCurves.figure")
             self._background = None
             self._stale = False
         return self._figure
@@ -276,6 +279,7 @@ class LiveCurves(keras.callbacks.Callback):
         xmax = max([self.planned_epochs or 0] + [h.epochs for h in everyone]) or None
         _draw(self._figure, everyone, xmax=xmax, tight=False, legend=self.legend)
         self._canvas.draw()
+        check_figure(self._figure, "LiveCurves", draw=False)
         self._background, self._stale = None, True
         png = self._png()
         if self._live:
@@ -308,6 +312,9 @@ class LiveCurves(keras.callbacks.Callback):
                         self._lines[prefix + metric] = (ax, line)
         self._marked = max(1, len(self.current.phases))  # phases already in the background
         self._canvas.draw()  # everything but the animated (current) artists
+        # once per full redraw (not per blitted frame): the current run's lines are measured
+        # too, drawn or not
+        check_figure(self._figure, "LiveCurves", draw=False)
         self._background = self._canvas.copy_from_bbox(self._figure.bbox)
         self._stale = True  # the live figure has animated artists; .figure redraws statically
 
@@ -369,7 +376,8 @@ class LiveCurves(keras.callbacks.Callback):
 
 
 def show_images(dataset, n=10, per_class=False, figsize=None, title=None):
-    """A row (or a class-by-class grid) of images with their labels."""
+    """A row (or a class-by-class grid) of images with their labels; the title defaults to
+    the dataset's name."""
     if per_class:
         rows = []
         for c in range(dataset.num_classes):
@@ -379,7 +387,7 @@ def show_images(dataset, n=10, per_class=False, figsize=None, title=None):
     else:
         rows = [np.arange(min(n, len(dataset)))]
         n_rows, n_cols = 1, len(rows[0])
-    fig = Figure(figsize=figsize or (n_cols * 0.9, n_rows * 0.95 + 0.3))
+    fig = Figure(figsize=figsize or (max(n_cols * 0.9, 2.5), n_rows * 0.95 + 0.45))
     axes = np.atleast_2d(fig.subplots(n_rows, n_cols, squeeze=False))
     for r, idx in enumerate(rows):
         for c in range(n_cols):
@@ -389,10 +397,9 @@ def show_images(dataset, n=10, per_class=False, figsize=None, title=None):
                 ax.imshow(dataset.x[idx[c], ..., 0], cmap="gray", vmin=0, vmax=1)
                 if not per_class or c == 0:
                     ax.set_title(dataset.class_names[dataset.y[idx[c]]], fontsize=9)
-    if title:
-        fig.suptitle(title, fontsize=10)
+    fig.suptitle(title or getattr(dataset, "name", "") or "images", fontsize=10)
     fig.tight_layout()
-    return fig
+    return check_figure(fig, "show_images")
 
 
 def plot_confusion(scores, figsize=(4.5, 4)):
@@ -404,8 +411,8 @@ def plot_confusion(scores, figsize=(4.5, 4)):
     ticks = np.arange(len(cm))
     ax.set_xticks(ticks, labels=scores.class_names or ticks)
     ax.set_yticks(ticks, labels=scores.class_names or ticks)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
     for i in range(len(cm)):
         for j in range(len(cm)):
             if cm[i, j]:
@@ -413,25 +420,62 @@ def plot_confusion(scores, figsize=(4.5, 4)):
                         color="white" if cm[i, j] > cm.max() / 2 else "black")
     ax.set_title(f"accuracy {scores.accuracy:.1%}")
     fig.tight_layout()
-    return fig
+    return check_figure(fig, "plot_confusion")
 
 
-def plot_bars(values, title="", ylabel="", figsize=(6, 3)):
-    """A bar chart of {name: value}, values printed on the bars."""
+def _value_text(value):
+    return f"{value:.1%}" if 0 <= value <= 1 else f"{value:.3g}"
+
+
+def plot_bars(values, *, title, ylabel, xlabel, figsize=(6, 3)):
+    """A bar chart of {name: value}, values printed on the bars.
+
+    ``ylabel`` says what the values are (e.g. "test accuracy"), ``xlabel`` what the names
+    are (e.g. "model").  When the names are too long to stand side by side under their bars,
+    the bars lie down: names down the left, values along the bottom (the labels go with
+    their axes), so no name prints over another.
+    """
+    names = list(values)
+    if not names:
+        raise ValueError("plot_bars got no values: pass a dict {name: value} with at least "
+                         "one entry")
+    heights = [float(values[k]) for k in names]
     fig = Figure(figsize=figsize)
     ax = fig.subplots()
-    names = list(values)
-    bars = ax.bar(names, [values[k] for k in names], color=COLORS[:len(names)])
-    for bar, k in zip(bars, names):
-        ax.text(bar.get_x() + bar.get_width() / 2, bar.get_height(), f"{values[k]:.1%}"
-                if 0 <= values[k] <= 1 else f"{values[k]:.3g}", ha="center", va="bottom")
+    bars = ax.bar(names, heights, color=[COLORS[i % len(COLORS)] for i in range(len(names))])
+    for bar, v in zip(bars, heights):
+        ax.text(bar.get_x() + bar.get_width() / 2, bar.get_height(), _value_text(v),
+                ha="center", va="bottom", fontsize=9)
     ax.set_title(title)
     ax.set_ylabel(ylabel)
+    ax.set_xlabel(xlabel)
+    ax.margins(y=0.15)
+    fig.tight_layout()
+    _renderer(fig)
+    fig.canvas.draw()
+    if overlapping_tick_labels(ax):
+        fig = _lying_bars(names, heights, title, ylabel, xlabel, figsize)
+    return check_figure(fig, "plot_bars")
+
+
+def _lying_bars(names, values, title, value_label, name_label, figsize):
+    """Horizontal bars, the first name on top, for names too long to stand under bars."""
+    fig = Figure(figsize=(figsize[0], max(figsize[1], 0.45 * len(names) + 1.2)))
+    ax = fig.subplots()
+    bars = ax.barh(names, values, color=[COLORS[i % len(COLORS)] for i in range(len(names))])
+    for bar, v in zip(bars, values):
+        ax.text(bar.get_width(), bar.get_y() + bar.get_height() / 2, " " + _value_text(v),
+                ha="left", va="center", fontsize=9)
+    ax.invert_yaxis()
+    ax.margins(x=0.18)
+    ax.set_title(title)
+    ax.set_xlabel(value_label)
+    ax.set_ylabel(name_label)
     fig.tight_layout()
     return fig
 
 
-def plot_sweep(rows, figsize=(6, 3.5)):
+def plot_sweep(rows, figsize=(7, 3.5)):
     """Test accuracy against shots per class, one line per strategy (from ``tk.sweep``)."""
     if not rows:
         raise ValueError("plot_sweep got no rows: there is nothing to plot; pass the list "
@@ -446,14 +490,25 @@ def plot_sweep(rows, figsize=(6, 3.5)):
     ax.set_xscale("log")
     shots = sorted({r["shots"] for r in rows})
     ax.set_xticks(shots, labels=[str(s) for s in shots])
+    ax.set_xticks([], minor=True)
     ax.set_xlabel("labelled examples per class (log scale)")
     ax.set_ylabel("test accuracy")
     ax.set_title("Test accuracy by target size")
     ax.set_ylim(0, 1)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    # beside the axes, never on a curve
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1), frameon=False,
+              title="strategy", title_fontsize=8)
     fig.tight_layout()
-    return fig
+    return check_figure(fig, "plot_sweep")
+
+
+def _wrapped(text, fig, fontsize=10):
+    """A suptitle broken into lines that fit the figure's width (about 0.6 em per character)."""
+    import textwrap
+
+    per_line = max(12, int(fig.get_figwidth() * 72 / (0.6 * fontsize)))
+    return "\n".join(textwrap.wrap(text, per_line))
 
 
 def plot_mistakes(mistakes, *, columns=6, title=None):
@@ -477,10 +532,10 @@ def plot_mistakes(mistakes, *, columns=6, title=None):
         ax.set_title(f"true {names[true]}\npredicted {names[predicted]} "
                      f"({mistakes.confidence[k]:.0%})", fontsize=8,
                      color="black" if true == predicted else "firebrick")
-    fig.suptitle(title or f"The {len(mistakes)} test images with the highest loss: true class, "
-                 "predicted class (its probability)", fontsize=10)
+    fig.suptitle(_wrapped(title or f"The {len(mistakes)} test images with the highest loss: true "
+                          "class, predicted class (its probability)", fig), fontsize=10)
     fig.tight_layout()
-    return fig
+    return check_figure(fig, "plot_mistakes")
 
 
 def show_augmented(augmentation, images, *, copies=5, title=None):
@@ -504,10 +559,10 @@ def show_augmented(augmentation, images, *, copies=5, title=None):
             ax.imshow(image[..., 0] if c == 0 else drawn[c - 1, ..., 0], cmap="gray", vmin=0,
                       vmax=1)
             ax.set_title("original" if c == 0 else f"random {c}", fontsize=8)
-    fig.suptitle(title or "What the network sees in training: random rotation, shift and zoom",
-                 fontsize=10)
+    fig.suptitle(_wrapped(title or "What the network sees in training: random rotation, shift "
+                          "and zoom", fig), fontsize=10)
     fig.tight_layout()
-    return fig
+    return check_figure(fig, "show_augmented")
 
 
 _show_figures_as_pictures()

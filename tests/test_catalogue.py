@@ -878,6 +878,22 @@ def test_c68_a_figure_that_fails_the_figure_check():
     assert_clear(err, "got Axes", "matplotlib Figure")
 
 
+def test_c69_unknown_batchnorm_mode(letters):
+    for call in (lambda: tk.run_strategy("scratch", letters, None, 3, epochs=1, bn_mode="adabn"),
+                 lambda: tk.sweep(["scratch"], tk.target_task(4, 1, 1), shots=[1], epochs=1,
+                                  bn_mode="adabn")):
+        with pytest.raises(ValueError) as err:
+            call()
+        assert_clear(err, "unknown bn_mode 'adabn'", "['frozen', 'adapt', 'train']")
+
+
+def test_c70_unlabelled_images_without_adapt(letters):
+    with pytest.raises(ValueError) as err:
+        tk.run_strategy("feature_extraction", letters, None, 3, epochs=1, source_weights="x",
+                        unlabelled=letters.x)
+    assert_clear(err, "only with bn_mode='adapt'", "bn_mode='frozen'", "leave out unlabelled=")
+
+
 # --------------------------------------------------------------------------- interruption
 class InterruptAt(keras.callbacks.Callback):
     """Ctrl-C (Kernel -> Interrupt) arriving after training step ``step`` of epoch ``epoch``."""

@@ -60,6 +60,25 @@ def test_sweep_with_given_source_weights(tmp_path, capsys):
     assert not source_paths()[0].exists()  # the given file was used, nothing trained
 
 
+def test_bn_mode_reaches_the_runs_and_the_files(tmp_path):
+    tk.set_seed(5)
+    weights = tk.save_weights(tk.build_model(26, name="source"), tmp_path / "src.weights.h5")
+    out = tmp_path / "compare"
+    code = cli.main(["compare", "--strategies", "feature_extraction", "--shots", "1",
+                     "--epochs", "1", "--test-per-class", "2", "--source-weights", str(weights),
+                     "--bn-mode", "adapt", "--out", str(out), "--quiet"])
+    assert code == 0
+    rows, data = read_outputs(out, "compare")
+    assert rows[0]["bn_mode"] == "adapt" and data["settings"]["bn_mode"] == "adapt"
+
+
+def test_unknown_bn_mode_is_refused_by_the_parser(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["run", "--strategy", "scratch", "--bn-mode", "adabn"])
+    assert exit_.value.code == 2
+    assert "invalid choice: 'adabn'" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("argv, expected", [
     (["run", "--strategy", "fine_tune"], "'fine_tune_top', 'fine_tune_all'"),
     (["compare", "--strategies", "scratch", "nope"], "invalid choice: 'nope'"),

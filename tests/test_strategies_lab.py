@@ -122,6 +122,7 @@ def _rows(lab):
     ({"learning_rate": -1e-3}, "learning_rate=-0.001 is out of range"),
     ({"epochs": 500}, "epochs=500 is out of range"),
     ({"strategy": "magic"}, "unknown strategy 'magic'"),
+    ({"bn_mode": "adabn"}, "unknown bn_mode 'adabn'"),
     ({"colour": "red"}, "unknown setting 'colour'"),
 ])
 def test_bad_settings_give_a_message_not_a_traceback(lab, settings, message):
@@ -144,6 +145,16 @@ def test_run_adds_a_row_and_a_curve_then_clear_empties(lab):
     assert "feature extraction" in lab.table_text()
     lab.clear_button.click()
     assert lab.results == [] and lab.histories == [] and _rows(lab) == 0
+
+
+def test_batchnorm_menu_reaches_the_run_and_the_table(lab):
+    row = lab.run(strategy="feature_extraction", bn_mode="adapt")
+    assert row["bn_mode"] == "adapt" and lab.bn_mode.value == "adapt"
+    assert lab.table_text().splitlines()[0].split()[:2] == ["strategy", "BatchNorm"]
+    assert "adapt" in lab.table_text().splitlines()[1]
+    assert lab.last_model.get_layer("block1_bn").moving_mean.numpy().any()
+    scratch = lab.run(strategy="scratch")  # scratch trains BatchNorm whatever the menu says
+    assert scratch["bn_mode"] == "train (scratch)"
 
 
 def test_run_while_busy_is_refused(lab):

@@ -33,6 +33,7 @@ from .transfer import freeze
 from .training import RecompileError, repeat_for
 # 04 fine-tuning
 from .transfer import unfreeze
+from .strategies import BN_MODES
 from .experiments import fine_tune, train_from_scratch
 from .plots import plot_bars, plot_history
 # 05 strategy lab
@@ -53,6 +54,7 @@ from .data import SHIFT_KINDS, shift
 from .source import SOURCE_TASKS
 from .experiments import run_strategy
 from .failures import accuracy_under_shift, forgetting, with_head
+from .transfer import adapt_batchnorm
 # 09 evaluation and choosing
 from .evaluation import class_report, over_seeds, score_predictions
 from .source import SOURCE_RECIPES

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from .checks import (check_backend, check_cache_location, check_output_folder,
                      check_preset_env)
-from .strategies import HEAD_LR, STRATEGIES
+from .strategies import BN_MODES, HEAD_LR, STRATEGIES
 
 __all__ = ["COMMANDS", "DEFAULT_TIMEOUT", "EPILOG", "EPOCHS", "KIT", "ONLINE_NAMES", "OUTPUTS",
            "SEED", "SHOTS", "TARGET_POOL", "TIMEOUT", "TRAINING", "Parser", "build_parser",
@@ -126,6 +126,10 @@ def build_parser():
         p.add_argument("--allow-partial", action="store_true",
                        help="transfer what fits even when --source-weights leave part of the "
                             "backbone at its random start (refused by default)")
+        p.add_argument("--bn-mode", choices=list(BN_MODES), default="frozen",
+                       help="the transferred BatchNorm layers: frozen (the source's statistics, "
+                            "default), adapt (AdaBN: re-estimated on the training images "
+                            "first), train (they train with their blocks)")
         p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
 
     choices = list(STRATEGIES)
@@ -340,10 +344,11 @@ def _train_and_test(args, weights, task):
         run = run_strategy(key, train, task.val, task.num_classes, source_weights=weights,
                            epochs=args.epochs, learning_rate=args.learning_rate,
                            seed=args.seed, callbacks=callbacks,
-                           allow_partial=args.allow_partial)
+                           allow_partial=args.allow_partial, bn_mode=args.bn_mode)
         scores = evaluate(run.model, task.test)
         histories.append(run.history)
-        rows.append({"strategy": key, "shots": args.shots, "epochs": run.history.epochs,
+        rows.append({"strategy": key, "bn_mode": args.bn_mode, "shots": args.shots,
+                     "epochs": run.history.epochs,
                      "accuracy": scores.accuracy, "macro_f1": scores.f1,
                      "seconds": round(run.history.seconds, 2),
                      "transfer": run.describe_transfer()})
@@ -366,7 +371,7 @@ def _sweep(args, weights, task):
                   flush=True)
     rows = sweep(_strategies(args), task, shots=sorted(set(args.shots)), source_weights=weights,
                  epochs=args.epochs, learning_rate=args.learning_rate, seed=args.seed,
-                 progress=progress, allow_partial=args.allow_partial)
+                 progress=progress, allow_partial=args.allow_partial, bn_mode=args.bn_mode)
     figure = plot_sweep(rows)  # the plot's legend: the strategies' titles
     # the files: the same strategy keys as run and compare write (and --strategies takes)
     rows = [dict(row, strategy=keys[row["strategy"]], seconds=round(row["seconds"], 2))

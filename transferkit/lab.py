@@ -23,7 +23,8 @@ import keras
 from .data import few_shot, target_task
 from .models import DEFAULT_WIDTHS
 from .plots import LiveCurves, in_jupyter, run_color
-from .strategies import HEAD_LR, STRATEGIES, get_strategy, split_epochs
+from .strategies import (BN_MODES, HEAD_LR, STRATEGIES, check_bn_mode, get_strategy,
+                         split_epochs)
 from .evaluation import evaluate
 from .experiments import run_strategy
 from .history import StopSwitch
@@ -32,11 +33,11 @@ from .transfer import param_summary
 __all__ = ["BUSY", "COLUMNS", "FRAME_INTERVAL", "NUMERIC", "PLOT", "SETTINGS", "StrategyLab",
            "lr_text"]
 
-COLUMNS = ("strategy", "shots", "learning rate", "epochs", "seed", "test accuracy",
+COLUMNS = ("strategy", "BatchNorm", "shots", "learning rate", "epochs", "seed", "test accuracy",
            "macro F1", "trainable params", "transferred", "seconds")
 NUMERIC = {"run", "shots", "learning rate", "epochs", "seed", "test accuracy", "macro F1",
            "trainable params", "seconds"}
-SETTINGS = ("strategy", "shots", "learning_rate", "epochs", "seed")
+SETTINGS = ("strategy", "bn_mode", "shots", "learning_rate", "epochs", "seed")
 FRAME_INTERVAL = 0.5          # seconds between plot frames, at least (and >= 10x a frame's cost)
 # rendered size; the panel scales it to its width.  Legend under the axes: in a narrow panel
 # (1024 px screen, file browser open) the text stays about 9 px high
@@ -85,7 +86,8 @@ class _Progress(keras.callbacks.Callback):
 
 
 class StrategyLab:
-    """Widgets: strategy, shots per class, learning rate (log), epochs, seed; Run, Stop,
+    """Widgets: strategy, BatchNorm mode, shots per class, learning rate (log), epochs, seed;
+    Run, Stop,
     Clear; a progress bar; live curves of every run; a results table.
 
     ``results`` holds one dict per finished run; ``histories`` the curves drawn (run ``i``
@@ -93,7 +95,7 @@ class StrategyLab:
     """
 
     def __init__(self, source=None, task=None, strategies=tuple(STRATEGIES), shots=10,
-                 learning_rate=HEAD_LR, epochs=10, seed=0):
+                 learning_rate=HEAD_LR, epochs=10, seed=0, bn_mode="frozen"):
         import ipywidgets as w
 
         if source is None:
@@ -107,6 +109,12 @@ class StrategyLab:
         self.strategy = w.ToggleButtons(options=[(s.title, s.key) for s in self.strategies],
                                         value=self.strategies[0].key, description="strategy",
                                         style={"button_width": "150px", **style})
+        # a dropdown, not toggle buttons: the strategy stays the panel's one toggle row
+        self.bn_mode = w.Dropdown(options=[(f"{key}: {text.split(' (')[0]}", key)
+                                           for key, text in BN_MODES.items()],
+                                  value=check_bn_mode(bn_mode), description="BatchNorm",
+                                  style=style, layout=w.Layout(width="560px"))
+        self.bn_mode.add_class("tk-lab-bn-mode")
         self.shots = w.IntSlider(value=min(shots, max_shots), min=1, max=max_shots,
                                  description="shots / class", style=style)
         # readout ".0e" shows 3e-3; the table writes the same (lr_text)
@@ -151,7 +159,8 @@ class StrategyLab:
         self._lock = threading.Lock()
         self._thread = self._switch = None
         self._interrupted_cell = None
-        controls = w.VBox([self.strategy, w.HBox([self.shots, self.learning_rate]),
+        controls = w.VBox([self.strategy, self.bn_mode,
+                           w.HBox([self.shots, self.learning_rate]),
                            w.HBox([self.epochs, self.seed]),
                            w.HBox([self.run_button, self.stop_button, self.clear_button,
                                    self.sort]),
@@ -258,6 +267,7 @@ class StrategyLab:
         phases = strategy.phases([f"block{i}" for i in range(1, len(DEFAULT_WIDTHS) + 1)])
         per_phase = split_epochs(phases, epochs)
         plan = SimpleNamespace(strategy=strategy, train=train, shots=shots, seed=seed,
+                               bn_mode=self.bn_mode.value,
                                epochs=epochs, learning_rate=float(self.learning_rate.value),
                                label=f"{len(self.histories) + 1} · {strategy.title}, "
                                      f"{shots} shots, lr {lr_text(self.learning_rate.value)}",
@@ -286,7 +296,7 @@ class StrategyLab:
             result = run_strategy(plan.strategy, plan.train, self.task.val,
                                   self.task.num_classes, source_weights=self.source.weights_path,
                                   epochs=plan.epochs, learning_rate=plan.learning_rate,
-                                  seed=plan.seed,
+                                  seed=plan.seed, bn_mode=plan.bn_mode,
                                   callbacks=[self.curves, self._progress, self._switch])
             self.last_model = result.model
             if result.history.interrupted:
@@ -304,7 +314,9 @@ class StrategyLab:
             return self._failed(f"The run failed: {type(error).__name__}: {error}")
         result.history.label = plan.label
         self.histories.append(result.history)
-        row = {"strategy": plan.strategy.title, "shots": plan.shots,
+        # scratch trains its BatchNorm layers whatever the menu says: the table says so
+        bn = plan.bn_mode if plan.strategy.uses_source else "train (scratch)"
+        row = {"strategy": plan.strategy.title, "bn_mode": bn, "shots": plan.shots,
                "learning_rate": plan.learning_rate, "epochs": plan.epochs, "seed": plan.seed,
                "accuracy": scores.accuracy, "macro_f1": scores.f1,
                "trainable_params": param_summary(result.model).trainable,
@@ -399,6 +411,9 @@ class StrategyLab:
         if name == "strategy":
             self.strategy.value = get_strategy(value).key
             return
+        if name == "bn_mode":
+            self.bn_mode.value = check_bn_mode(value)
+            return
         widget = {"shots": self.shots, "learning_rate": self.learning_rate,
                   "epochs": self.epochs, "seed": self.seed}[name]
         low, high = widget.min, widget.max
@@ -422,7 +437,7 @@ class StrategyLab:
 
     @staticmethod
     def _cells(r):
-        return [r["strategy"], str(r["shots"]), lr_text(r["learning_rate"]), str(r["epochs"]),
+        return [r["strategy"], r["bn_mode"], str(r["shots"]), lr_text(r["learning_rate"]), str(r["epochs"]),
                 str(r["seed"]), f"{r['accuracy']:.1%}", f"{r['macro_f1']:.1%}",
                 f"{r['trainable_params']:,}", r["transferred"], f"{r['seconds']:.1f}"]
 
@@ -445,7 +460,8 @@ class StrategyLab:
                       f'background:{run_color(i)};margin-right:4px"></span>{i + 1}')
             values = [swatch] + [html.escape(v) for v in self._cells(r)]
             if i == best:
-                values[6] = "★ " + values[6]
+                at = cols.index("test accuracy")
+                values[at] = "★ " + values[at]
             shade = "#e8f5e9" if i == best else ("#f7f7f7" if n % 2 else "white")
             weight = "font-weight:600;" if i == best else ""
             tds = "".join(

@@ -19,8 +19,9 @@ from dataclasses import dataclass, field
 # Keras-free, so the command line lists the strategies (and checks --epochs against their
 # phases) without importing the backend.  ScaledAdam, the discriminative optimizer, lives in
 # training.py.
-__all__ = ["DEFAULT_BLOCKS", "DEPTH_DECAY", "FINE_TUNE_SCALE", "HEAD", "HEAD_LR", "STRATEGIES",
-           "Phase", "Strategy", "fine_tune_phases", "get_strategy", "split_epochs"]
+__all__ = ["BN_MODES", "DEFAULT_BLOCKS", "DEPTH_DECAY", "FINE_TUNE_SCALE", "HEAD", "HEAD_LR",
+           "STRATEGIES", "Phase", "Strategy", "batchnorm_trains", "check_bn_mode",
+           "fine_tune_phases", "get_strategy", "split_epochs"]
 
 HEAD = "head"  # the classifier layer's name, as models.HEAD
 DEFAULT_BLOCKS = ("block1", "block2", "block3")  # the kit's CNN in both presets
@@ -29,6 +30,14 @@ DEFAULT_BLOCKS = ("block1", "block2", "block3")  # the kit's CNN in both presets
 HEAD_LR = 1e-2             # the head's (base) learning rate
 FINE_TUNE_SCALE = 1 / 30   # fine-tuning learning rate relative to the head's
 DEPTH_DECAY = 1 / 3        # discriminative: each block nearer the input learns 3x slower
+
+# What a transfer strategy does with the source's BatchNorm layers (``bn_mode=``):
+BN_MODES = {
+    "frozen": "the source's statistics, in inference mode, not trained (the default)",
+    "adapt": "AdaBN: statistics re-estimated on unlabelled target images before training, "
+             "then frozen",
+    "train": "trainable and in training mode (batch statistics) whenever their block is open",
+}
 
 
 @dataclass(frozen=True)
@@ -78,9 +87,29 @@ class Strategy:
         return len(self.phases(blocks))
 
 
+def check_bn_mode(bn_mode):
+    """``bn_mode`` names one of ``BN_MODES``; a one-line ValueError listing them if not."""
+    if not isinstance(bn_mode, str) or bn_mode not in BN_MODES:
+        raise ValueError(f"unknown bn_mode {bn_mode!r}; choose one of {list(BN_MODES)} "
+                         "(e.g. bn_mode='adapt' to re-estimate BatchNorm on target images)")
+    return bn_mode
+
+
+def batchnorm_trains(phase, bn_mode="frozen"):
+    """The kit's one BatchNorm rule: do the BatchNorm layers of ``phase``'s open blocks train?
+
+    Scratch always trains them (``phase.train_batchnorm``); a transfer phase only under
+    ``bn_mode="train"``.  ``"frozen"`` and ``"adapt"`` keep them in inference mode (``"adapt"``
+    has re-estimated their statistics first, see ``transfer.adapt_batchnorm``).  Blocks that
+    stay frozen keep their BatchNorm frozen in every mode.
+    """
+    return phase.train_batchnorm or check_bn_mode(bn_mode) == "train"
+
+
 def fine_tune_phases(opened, name, head_name="head"):
     """The fine-tuning recipe: the head alone at the base rate, then ``opened`` blocks and the
-    head at ``FINE_TUNE_SCALE`` of it (BatchNorm kept frozen), half the epochs each."""
+    head at ``FINE_TUNE_SCALE`` of it (BatchNorm as ``bn_mode`` says, frozen by default),
+    half the epochs each."""
     return [Phase(head_name, (HEAD,), 1.0, 0.5),
             Phase(name, tuple(opened) + (HEAD,), FINE_TUNE_SCALE, 0.5)]
 

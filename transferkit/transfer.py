@@ -14,10 +14,11 @@ from pathlib import Path
 import numpy as np
 
 from ._io import WEIGHTS_SUFFIX, os_error_reason, save_atomically
-from .models import HEAD, block_layers, block_names
+from .checks import check_integer
+from .models import HEAD, block_layers, block_names, check_input
 
-__all__ = ["PARTIAL_FIX", "WEIGHTS_SUFFIX", "LoadReport", "ParamSummary", "count_params", "freeze",
-           "load_matching_weights", "open_blocks", "param_summary", "read_weights_file",
+__all__ = ["PARTIAL_FIX", "WEIGHTS_SUFFIX", "LoadReport", "ParamSummary", "adapt_batchnorm",
+           "batchnorm_layers", "count_params", "freeze", "load_matching_weights", "open_blocks", "param_summary", "read_weights_file",
            "save_model", "save_weights", "train_only", "unfreeze"]
 
 
@@ -255,6 +256,59 @@ def train_only(model, blocks, train_batchnorm=False):
     for layer in model.layers:
         layer.trainable = False
     open_blocks(model, blocks, train_batchnorm)
+
+
+# --------------------------------------------------------------------------- BatchNorm
+def batchnorm_layers(model):
+    """The model's BatchNormalization layers, bottom to top."""
+    return [layer for layer in model.layers if layer.__class__.__name__ == "BatchNormalization"]
+
+
+def adapt_batchnorm(model, images, *, batch_size=256):
+    """AdaBN: set every BatchNorm layer's moving mean and variance to the statistics of its
+    input over ``images`` (unlabelled target images: an array or a ``tk.Dataset``).
+
+    How: for each BatchNorm layer, bottom to top, a sub-model from the model's input to that
+    layer's input runs over the images in inference mode (chunks of ``batch_size``); the
+    per-channel mean and the population variance (divided by n, as BatchNorm's batch
+    statistics are) over every image and position become the layer's moving mean and
+    variance.  Bottom to top, so each layer sees its input as the adapted layers below it
+    produce it.  Nothing else changes: not gamma and beta, not any other weight, not the
+    ``trainable`` flags.  Returns the names of the adapted layers.
+    """
+    import keras
+
+    x = getattr(images, "x", images)
+    x = np.asarray(x)
+    if x.dtype.kind not in "fiu":
+        raise TypeError(f"images of dtype {x.dtype} cannot be adapted to; pass float images "
+                        "in [0, 1], e.g. images.astype('float32')")
+    check_input(model, x)
+    if len(x) < 2:
+        raise ValueError(f"adapt_batchnorm needs at least 2 images to estimate a variance, got "
+                         f"{len(x)}; pass more unlabelled target images, e.g. task.train.x")
+    batch_size = check_integer(batch_size, "batch_size", 1)
+    x = x.astype("float32", copy=False)
+    adapted = []
+    for layer in batchnorm_layers(model):
+        probe = keras.Model(model.input, layer.input, name=f"{layer.name}_input")
+        total = squares = None
+        count = 0
+        for start in range(0, len(x), batch_size):
+            out = keras.ops.convert_to_numpy(probe(x[start:start + batch_size], training=False))
+            out = out.astype(np.float64)
+            axis = layer.axis % out.ndim
+            reduce = tuple(a for a in range(out.ndim) if a != axis)
+            part, part_sq = out.sum(axis=reduce), (out ** 2).sum(axis=reduce)
+            total = part if total is None else total + part
+            squares = part_sq if squares is None else squares + part_sq
+            count += out.size // out.shape[axis]
+        mean = total / count
+        variance = np.maximum(squares / count - mean ** 2, 0.0)
+        layer.moving_mean.assign(mean.astype(layer.moving_mean.dtype))
+        layer.moving_variance.assign(variance.astype(layer.moving_variance.dtype))
+        adapted.append(layer.name)
+    return adapted
 
 
 def count_params(weights):

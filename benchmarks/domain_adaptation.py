@@ -1,0 +1,186 @@
+#!/usr/bin/env python
+"""Does adapting BatchNorm rescue transfer under a domain shift?
+
+Source: ``tk.source_model()`` (the cached letters model).  Target: ``tk.target_task()``
+digits, shifted with ``tk.shift_task(task, kind)`` for each kind of ``tk.SHIFT_KINDS``
+(and unshifted, ``none``).  For every shift and seed, ``tk.few_shot(task.train, k, seed)``
+labelled images train (k = 10 per class); the whole shifted training pool, labels unused,
+is the unlabelled target data that ``bn_mode="adapt"`` re-estimates BatchNorm on.  Every
+run is ``tk.run_strategy`` with the kit's defaults (12 epochs, head rate 1e-2, fine-tuning
+at 1/30 of it), no validation pass, scored on the shifted test split (1,000 images):
+
+  scratch                       run_strategy("scratch")
+  feature extraction, frozen    run_strategy("feature_extraction")              (bn_mode="frozen")
+  feature extraction, adapt     run_strategy("feature_extraction", bn_mode="adapt")
+  fine-tune all, frozen / adapt / train
+                                run_strategy("fine_tune_all", bn_mode=...)
+
+Feature extraction under ``bn_mode="train"`` is the frozen run (no block opens, so no
+BatchNorm layer trains) and is not repeated.
+
+    python -m benchmarks.domain_adaptation                  # all shifts, seeds 0, 1, 2
+    python -m benchmarks.domain_adaptation --shifts none inverted --seeds 1
+
+Writes benchmarks/results/domain_adaptation.{json,csv} atomically (config, device, commit,
+every run, mean ± sample std per shift and method).
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime as _dt
+import gc
+import io
+import json
+import math
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from benchmarks.transfer_gain import git_commit, sha256, snapshot_source
+
+HERE = Path(__file__).resolve().parent
+SHIFTS = ("none", "inverted", "rotated", "noisy", "restyled")
+METHODS = {  # key: (strategy, bn_mode)
+    "scratch": ("scratch", "frozen"),
+    "fe_frozen": ("feature_extraction", "frozen"),
+    "fe_adapt": ("feature_extraction", "adapt"),
+    "ft_frozen": ("fine_tune_all", "frozen"),
+    "ft_adapt": ("fine_tune_all", "adapt"),
+    "ft_train": ("fine_tune_all", "train"),
+}
+LABELS = {"scratch": "scratch", "fe_frozen": "feature extr., BN frozen",
+          "fe_adapt": "feature extr., AdaBN", "ft_frozen": "fine-tune all, BN frozen",
+          "ft_adapt": "fine-tune all, AdaBN", "ft_train": "fine-tune all, BN trains"}
+
+
+def run_one(tk, keras, method, weights, task, k, seed):
+    keras.backend.clear_session()
+    gc.collect()
+    strategy, bn_mode = METHODS[method]
+    train = tk.few_shot(task.train, k, seed)
+    unlabelled = task.train.x if bn_mode == "adapt" else None
+    start = time.perf_counter()
+    run = tk.run_strategy(strategy, train, None, task.num_classes,
+                          source_weights=None if strategy == "scratch" else weights,
+                          seed=seed, bn_mode=bn_mode, unlabelled=unlabelled)
+    scores = tk.evaluate(run.model, task.test)
+    return {"method": method, "strategy": strategy, "bn_mode": bn_mode, "seed": seed,
+            "shots": k, "accuracy": scores.accuracy, "macro_f1": scores.f1,
+            "epochs": run.history.epochs, "unlabelled_images": 0 if unlabelled is None
+            else len(unlabelled), "seconds": time.perf_counter() - start}
+
+
+def summarise(rows):
+    out = []
+    for shift in dict.fromkeys(r["shift"] for r in rows):
+        for method in METHODS:
+            acc = [r["accuracy"] for r in rows if r["shift"] == shift and r["method"] == method]
+            if acc:
+                out.append({"shift": shift, "method": method, "n": len(acc),
+                            "accuracy_mean": statistics.fmean(acc),
+                            "accuracy_std": statistics.stdev(acc) if len(acc) > 1
+                            else float("nan")})
+    return out
+
+
+def table(summary):
+    methods = [m for m in METHODS if any(s["method"] == m for s in summary)]
+    head = f"{'shift':<10}" + "".join(f"{LABELS[m]:>26}" for m in methods)
+    lines = [head]
+    for shift in dict.fromkeys(s["shift"] for s in summary):
+        cells = []
+        for m in methods:
+            s = next((s for s in summary if s["shift"] == shift and s["method"] == m), None)
+            if s is None:
+                cells.append(f"{'-':>26}")
+                continue
+            std = "-" if math.isnan(s["accuracy_std"]) else f"{100 * s['accuracy_std']:.1f}"
+            cells.append(f"{100 * s['accuracy_mean']:.1f} ± {std}".rjust(26))
+        lines.append(f"{shift:<10}" + "".join(cells))
+    return "\n".join(lines)
+
+
+FIELDS = ("shift", "method", "strategy", "bn_mode", "seed", "shots", "accuracy", "macro_f1",
+          "epochs", "unlabelled_images", "seconds")
+
+
+def to_csv(rows):
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=FIELDS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buf.getvalue()
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--shifts", nargs="+", choices=SHIFTS, default=list(SHIFTS))
+    p.add_argument("--methods", nargs="+", choices=list(METHODS), default=list(METHODS))
+    p.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 (default 3)")
+    p.add_argument("--shots", type=int, default=10, help="labelled images per class (default 10)")
+    p.add_argument("--out", type=Path, default=HERE / "results")
+    p.add_argument("--name", default="domain_adaptation")
+    args = p.parse_args(argv)
+    if args.seeds < 1 or args.shots < 1:
+        p.error("--seeds and --shots must be >= 1")
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    started = _dt.datetime.now().astimezone()
+    t0 = time.perf_counter()
+    load_start = os.getloadavg()
+    import keras
+    import transferkit as tk
+
+    device = tk.device_report()
+    print(tk.describe_device())
+    src = tk.source_model()
+    folder = tempfile.TemporaryDirectory(prefix="domain_adaptation-")
+    weights = snapshot_source(tk, src, Path(folder.name))
+    base = tk.target_task()
+    rows = []
+    total = len(args.shifts) * args.seeds * len(args.methods)
+    for shift in args.shifts:
+        task = base if shift == "none" else tk.data.shift_task(base, shift)
+        for seed in range(args.seeds):
+            for method in args.methods:
+                row = {"shift": shift, **run_one(tk, keras, method, weights, task, args.shots,
+                                                 seed)}
+                rows.append(row)
+                print(f"[{len(rows):>3}/{total}] {shift:<9} seed={seed} {LABELS[method]:<26} "
+                      f"accuracy {100 * row['accuracy']:5.1f}%  {row['seconds']:5.1f} s",
+                      flush=True)
+    summary = summarise(rows)
+    print(f"\nTest accuracy (%), {args.shots} shots per class, mean ± sample std over "
+          f"{args.seeds} seed(s):")
+    print(table(summary))
+    result = {
+        "benchmark": "domain_adaptation",
+        "started": started.isoformat(timespec="seconds"),
+        "wall_seconds": time.perf_counter() - t0,
+        "loadavg_start": load_start, "loadavg_end": os.getloadavg(),
+        "device": device,
+        "transferkit": {"version": tk.__version__, "commit": git_commit(HERE.parent)},
+        "config": {"shifts": args.shifts, "methods": {m: METHODS[m] for m in args.methods},
+                   "seeds": list(range(args.seeds)), "shots": args.shots,
+                   "unlabelled": "the shifted training pool, labels unused",
+                   "test_images": len(base.test)},
+        "source": {"weights": src.weights_path.name, "snapshot_sha256": sha256(weights)},
+        "summary": summary, "runs": rows,
+    }
+    from transferkit._io import json_safe, write_text
+    json_path, csv_path = args.out / f"{args.name}.json", args.out / f"{args.name}.csv"
+    write_text(json_path, json.dumps(json_safe(result), indent=1) + "\n")
+    write_text(csv_path, to_csv(rows))
+    print(f"\nWrote {json_path} and {csv_path} ({result['wall_seconds']:.0f} s in all)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

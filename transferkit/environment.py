@@ -89,18 +89,38 @@ def _batch_normalization_exact(x, mean, variance, axis, offset=None, scale=None,
     return ops.add(ops.multiply(x, ops.reshape(inv, shape)), ops.reshape(shift, shape))
 
 
-def _use_exact_batch_normalization():
-    """Portable numerics on TensorFlow: Keras' batch normalization (every BatchNormalization
-    layer calls ``keras.ops.batch_normalization``) without approximate instructions."""
+def _softmax_exact(x, axis=-1):
+    """Softmax as ``exp(x - max) / sum``, with an IEEE division.
+
+    TensorFlow's CPU Softmax kernel multiplies by an approximate reciprocal of the sum (its
+    bits changed when the approximate instructions were emulated differently, see
+    ``_batch_normalization_exact``); exp and the sums are the same on every CPU.  Keeps the
+    logits on the output as Keras' own softmax does, so the cross-entropy still starts from
+    them (``from_logits``)."""
+    from keras import ops
+
+    if axis is None:
+        flat = ops.reshape(x, (-1,))
+        return ops.reshape(_softmax_exact(flat, -1), ops.shape(x))
+    e = ops.exp(ops.subtract(x, ops.stop_gradient(ops.max(x, axis=axis, keepdims=True))))
+    output = ops.divide(e, ops.sum(e, axis=axis, keepdims=True))
+    output._keras_logits = x
+    return output
+
+
+def _avoid_approximate_instructions():
+    """Portable numerics on TensorFlow: Keras' batch normalization and softmax (what every
+    BatchNormalization layer and softmax activation calls) without approximate instructions."""
     if _numerics.state()["mode"] != "portable" or keras.backend.backend() != "tensorflow":
         return False
-    import keras.src.backend.tensorflow.nn as tf_nn  # no public hook for this: see docstring
+    import keras.src.backend.tensorflow.nn as tf_nn  # no public hook for this: see docstrings
 
     tf_nn.batch_normalization = _batch_normalization_exact
+    tf_nn.softmax = _softmax_exact
     return True
 
 
-EXACT_BATCH_NORMALIZATION = _use_exact_batch_normalization()
+EXACT_BATCH_NORMALIZATION = EXACT_SOFTMAX = _avoid_approximate_instructions()
 
 ENV_CACHE = "TRANSFERKIT_CACHE"
 

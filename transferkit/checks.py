@@ -35,31 +35,38 @@ def is_integer(value):
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
-def check_integer(value, what, low, high=None, *, described=False):
+def check_integer(value, what, low, high=None, *, described=False, context=None, example=None):
     """A whole number (not a bool) from ``low`` to ``high``: TypeError if it is not a whole
     number, ValueError if it is out of range; the message names the value, the rule, the fix.
 
     ``what`` is an argument's name (``epochs=2.5 is not a whole number ...``), or with
     ``described=True`` a description (``k (shots per class) must be an integer, got 5.0 ...``).
+    ``context`` says why the range is what it is (``this model has 2 blocks``); ``example``
+    is a call that passes a good value (``tk.build_model(task.num_classes)``).
     """
     if not is_integer(value):
-        example = int(value) if isinstance(value, float) and value.is_integer() else low
+        good = int(value) if isinstance(value, float) and value.is_integer() else low
         if described:
             raise TypeError(f"{what} must be an integer, got {value!r}; pass a whole number, "
-                            f"e.g. {example}")
+                            f"e.g. {example or good}")
         raise TypeError(f"{what}={value!r} is not a whole number; pass an integer, e.g. "
-                        f"{what}={example}")
+                        f"{example or f'{what}={good}'}")
     if value < low or (high is not None and value > high):
         bound = f">= {low}" if high is None else f"from {low} to {high}"
         kind = "a value" if described else "an integer"
-        raise ValueError(f"{what}={value!r} is out of range; use {kind} {bound}")
+        why = f" ({context})" if context else ""
+        also = f", e.g. {example}" if example else ""
+        raise ValueError(f"{what}={value!r} is out of range{why}; use {kind} {bound}{also}")
     return int(value)
 
 
-def check_number(value, what, low, high, hint):
-    """A finite number in (``low``, ``high``]; ValueError naming the value and ``hint`` if not."""
+def check_number(value, what, low, high, hint, *, closed=False):
+    """A finite number in (``low``, ``high``] (``[low, high]`` with ``closed=True``), not a
+    bool; ValueError naming the value and ``hint`` if not."""
     try:
-        ok = math.isfinite(float(value)) and low < float(value) <= high
+        number = float(value)
+        ok = (not isinstance(value, bool) and math.isfinite(number)
+              and (low <= number if closed else low < number) and number <= high)
     except (TypeError, ValueError):
         ok = False
     if not ok:
@@ -67,10 +74,19 @@ def check_number(value, what, low, high, hint):
     return float(value)
 
 
-def check_choice(value, what, choices):
-    """``value`` is one of ``choices``; ValueError listing them if not."""
-    if value not in choices:
-        raise ValueError(f"unknown {what} {value!r}; choose one of {list(choices)}")
+def check_choice(value, what, choices, *, described=False):
+    """``value`` is one of ``choices``; ValueError listing them if not.
+
+    ``what`` is an argument's name (``by='x' is unknown; choose one of [...]``), or with
+    ``described=True`` a description (``unknown shift kind 'x'; choose one of [...]``).
+    """
+    try:
+        known = value in choices
+    except TypeError:  # an unhashable value is in no dict
+        known = False
+    if not known:
+        head = f"unknown {what} {value!r}" if described else f"{what}={value!r} is unknown"
+        raise ValueError(f"{head}; choose one of {list(choices)}")
     return value
 
 
@@ -130,9 +146,7 @@ def check_backend():
 def check_preset_env():
     """$TRANSFERKIT_PRESET, if set, names a preset (the message of ``tk.environment.preset``)."""
     name = os.environ.get(ENV_PRESET) or None
-    if name is not None and name not in PRESET_NAMES:
-        raise ValueError(f"{ENV_PRESET}={name!r} is unknown; use one of {sorted(PRESET_NAMES)}")
-    return name
+    return name if name is None else check_choice(name, ENV_PRESET, sorted(PRESET_NAMES))
 
 
 def cache_location():

@@ -286,7 +286,7 @@ def shift(dataset, kind, seed=0):
     Labels, class names and order never change; only the pixels do.  ``restyled``
     re-renders each label's character, so it needs glyph class names ('0'..'9', 'A'..'Z').
     """
-    check_choice(kind, "shift kind", SHIFT_KINDS)
+    check_choice(kind, "shift kind", SHIFT_KINDS, described=True)
     rng = np.random.default_rng(check_seed(seed))
     x = dataset.x
     if kind == "inverted":

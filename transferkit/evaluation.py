@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .checks import is_integer
+from .checks import check_choice, is_integer
 from .data import Dataset
 from .datachecks import as_xy, check_head_fits, check_xy
 from .models import check_input, forward
@@ -91,8 +91,7 @@ class ClassReport:
 
     def worst(self, n=3, by="f1"):
         """The ``n`` classes with the lowest score ``by`` ('precision', 'recall' or 'f1')."""
-        if by not in ("precision", "recall", "f1"):
-            raise ValueError(f"by={by!r}; choose one of ['precision', 'recall', 'f1']")
+        check_choice(by, "by", ("precision", "recall", "f1"))
         values = getattr(self, by)
         order = np.argsort(values, kind="stable")[:n]
         return [(self.class_names[i], float(values[i])) for i in order]

@@ -18,12 +18,11 @@ import keras
 import numpy as np
 from matplotlib.figure import Figure
 
+from .checks import check_choice, check_number
 from .data import Dataset
-from .models import check_input, feature_extractor
-from .checks import check_number
 from .datachecks import as_xy
 from .evaluation import Scores, score_predictions
-from .models import forward
+from .models import check_input, feature_extractor, forward
 
 EMBEDDING_METHODS = ("pca", "tsne")
 
@@ -122,8 +121,7 @@ def embed(model, data, method="pca", seed=0, title=""):
     from sklearn.metrics import silhouette_score
     from sklearn.preprocessing import StandardScaler
 
-    if method not in EMBEDDING_METHODS:
-        raise ValueError(f"method={method!r} is not known; use one of {list(EMBEDDING_METHODS)}")
+    check_choice(method, "method", EMBEDDING_METHODS)
     if not isinstance(data, Dataset):
         raise TypeError(f"embed needs a tk.Dataset (labels colour the map), got "
                         f"{type(data).__name__}")

@@ -20,6 +20,7 @@ from types import SimpleNamespace
 
 import keras
 
+from .checks import check_choice, check_integer, check_number
 from .data import few_shot, target_task
 from .models import DEFAULT_WIDTHS
 from .plots import LiveCurves, in_jupyter, run_color
@@ -242,9 +243,7 @@ class StrategyLab:
                 return None
             try:
                 for name in settings:
-                    if name not in SETTINGS:
-                        raise ValueError(f"unknown setting {name!r}; use one of "
-                                         f"{', '.join(SETTINGS)}")
+                    check_choice(name, "setting", SETTINGS, described=True)
                 for name in sorted(settings, key=SETTINGS.index):  # strategy first: it
                     self._set(name, settings[name])                 # sets the fewest epochs
                 strategy = get_strategy(self.strategy.value)
@@ -401,12 +400,12 @@ class StrategyLab:
             return
         widget = {"shots": self.shots, "learning_rate": self.learning_rate,
                   "epochs": self.epochs, "seed": self.seed}[name]
-        low, high = widget.min, widget.max
         if name == "learning_rate":
             low, high = 10 ** widget.min, 10 ** widget.max
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
-            raise ValueError(f"{name}={value!r} is out of range; use a value from {low:g} to "
-                             f"{high:g}")
+            value = check_number(value, name, low, high, f"use a value from {low:g} to {high:g}",
+                                 closed=True)
+        else:
+            value = check_integer(value, name, widget.min, widget.max)
         widget.value = value
 
     # -- the table -----------------------------------------------------------------------

@@ -17,6 +17,7 @@ from pathlib import Path
 import keras
 
 from ._io import shown, write_text
+from .checks import check_choice
 from .data import source_task
 from .environment import (ENV_CACHE, Preset, cache_dir, mixed_precision_active, numerics_tag,
                           preset, set_seed)
@@ -80,10 +81,8 @@ SOURCE_TASKS = {
 def resolve_recipe(recipe):
     """A recipe dict, given one or the name of one in ``SOURCE_RECIPES``; checked."""
     if isinstance(recipe, str):
-        if recipe not in SOURCE_RECIPES:
-            raise ValueError(f"unknown source recipe {recipe!r}; choose one of "
-                             f"{list(SOURCE_RECIPES)} or pass a recipe dict")
-        return SOURCE_RECIPES[recipe]
+        return SOURCE_RECIPES[check_choice(recipe, "source recipe", SOURCE_RECIPES,
+                                           described=True)]
     if not isinstance(recipe, dict) or recipe.get("task") not in SOURCE_TASKS:
         task = recipe.get("task") if isinstance(recipe, dict) else recipe
         raise ValueError(f"source recipe task {task!r} is unknown; use one of "

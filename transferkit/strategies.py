@@ -106,9 +106,9 @@ def get_strategy(name):
     if isinstance(name, Strategy):
         return name
     for s in STRATEGIES.values():
-        if name in (s.key, s.title):
+        if name == s.title:
             return s
-    raise ValueError(f"unknown strategy {name!r}; choose one of {list(STRATEGIES)}")
+    return STRATEGIES[check_choice(name, "strategy", STRATEGIES, described=True)]
 
 
 def split_epochs(phases, epochs):

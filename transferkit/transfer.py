@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .checks import check_integer
 from ._io import WEIGHTS_SUFFIX, os_error_reason, save_atomically
 from .models import HEAD, block_layers, block_names
 
@@ -200,9 +201,8 @@ def _shapes(shapes):
 def _resolve_blocks(model, blocks, top):
     available = block_names(model)
     if top is not None:
-        if isinstance(top, bool) or not isinstance(top, int) or not 0 <= top <= len(available):
-            raise ValueError(f"top={top!r} is out of range: this model has {len(available)} "
-                             f"blocks ({available}); use 0..{len(available)}")
+        check_integer(top, "top", 0, len(available),
+                      context=f"this model has {len(available)} blocks: {available}")
         return available[len(available) - top:] if top else []
     if blocks is None:
         return available

@@ -4,8 +4,8 @@ Layers, imported one way: a module imports only from modules in lower tiers
 (tests/test_layers.py parses the imports and checks this table).
 
 Tiers:
-    0: _numerics, _io, checks, strategies, claims
-    1: environment
+    0: _numerics, _io, checks, claims, figures
+    1: environment, strategies
     2: data
     3: models
     4: datachecks, online, transfer

@@ -7,8 +7,9 @@
 - ``first_layer_filters`` / ``feature_maps``: what the first block looks for;
 - ``snapshot_weights`` / ``weight_change``: which layers moved during fine-tuning.
 
-Layer: after ``training`` and ``source``; plots here use matplotlib only, so
-``plots`` and ``lab`` stay above it.
+Layer: after ``training`` and ``source``; plots here are ``figures.Figure`` s (matplotlib
+only, shown as pictures in Jupyter like those of ``plots``), so ``plots`` and ``lab`` stay
+above it.
 """
 from __future__ import annotations
 
@@ -16,12 +17,12 @@ from dataclasses import dataclass
 
 import keras
 import numpy as np
-from matplotlib.figure import Figure
 
 from .checks import check_choice, check_number
 from .data import Dataset
 from .datachecks import as_xy
 from .evaluation import Scores, score_predictions
+from .figures import Figure
 from .models import check_input, feature_extractor, forward
 
 EMBEDDING_METHODS = ("pca", "tsne")

@@ -5,11 +5,10 @@ import time
 
 import keras
 import numpy as np
-from matplotlib.figure import Figure
-
+from .figures import Figure
 from .history import METRICS, RunHistory
 
-__all__ = ["CLIP_FACTOR", "COLORS", "MIN_AXES_RIGHT", "LiveCurves", "figure_png", "in_jupyter",
+__all__ = ["CLIP_FACTOR", "COLORS", "MIN_AXES_RIGHT", "LiveCurves", "in_jupyter",
            "loss_limit", "plot_bars", "plot_confusion", "plot_history", "plot_sweep", "run_color",
            "show_images"]
 
@@ -33,25 +32,6 @@ def in_jupyter():
         return False
     shell = get_ipython()
     return shell is not None and shell.__class__.__name__ == "ZMQInteractiveShell"
-
-
-def figure_png(fig, dpi=100):
-    """A figure as PNG bytes (what Jupyter shows for it)."""
-    import io
-
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
-    return buffer.getvalue()
-
-
-def _show_figures_as_pictures():
-    """Jupyter shows a returned ``Figure`` as a picture only once pyplot's inline backend is
-    set up; the kit never imports pyplot (it is slow to import and keeps global state), so
-    it tells IPython itself how to show one."""
-    if in_jupyter():
-        from IPython import get_ipython
-        formatter = get_ipython().display_formatter.formatters["image/png"]
-        formatter.for_type(Figure, figure_png)
 
 
 def _finite_max(histories, keys=("loss", "val_loss")):
@@ -452,6 +432,3 @@ def plot_sweep(rows, figsize=(6, 3.5)):
     ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
-
-
-_show_figures_as_pictures()

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from .checks import check_choice
+
 # Keras-free, so the command line lists the strategies (and checks --epochs against their
 # phases) without importing the backend.  ScaledAdam, the discriminative optimizer, lives in
 # training.py.

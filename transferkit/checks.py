@@ -165,22 +165,20 @@ def _nearest_existing(path):
     return path
 
 
-def check_cache_location():
-    """The cache folder is a folder, or can be created: checked without creating it."""
-    path = cache_location()
+def _folder_problem(path, *, writable_if_exists=True):
+    """What stops ``path`` being (or becoming) a writable folder, as the words that follow
+    its name in a message, or None; checked without creating anything."""
+    path = Path(path)
     if path.exists() and not path.is_dir():
-        raise OSError(f"cannot use the cache folder {str(path)!r}: it is a file, not a folder; "
-                      f"set {ENV_CACHE} to a writable folder")
+        return "is a file, not a folder"
     existing = _nearest_existing(path)
     if not existing.is_dir():
-        raise OSError(f"cannot create the cache folder {str(path)!r} ({str(existing)!r} is a "
-                      f"file); set {ENV_CACHE} to a writable folder")
-    if existing != Path(os.path.abspath(path)):
+        return f"cannot be created: {str(existing)!r} is a file"
+    if writable_if_exists or existing != Path(os.path.abspath(path)):
         reason = _unwritable(existing)
         if reason:
-            raise OSError(f"cannot create the cache folder {str(path)!r} ({reason}); set "
-                          f"{ENV_CACHE} to a writable folder")
-    return path
+            return f"is not writable ({reason} in {str(existing)!r})"
+    return None
 
 
 def _unwritable(folder):
@@ -193,23 +191,28 @@ def _unwritable(folder):
         return exc.strerror or type(exc).__name__
 
 
+def check_cache_location():
+    """The cache folder is a folder, or can be created: checked without creating it (an
+    existing one may be read-only: a complete cache there still loads)."""
+    path = cache_location()
+    problem = _folder_problem(path, writable_if_exists=False)
+    if problem:
+        raise OSError(f"the cache folder {str(path)!r} {problem}; set {ENV_CACHE} to a "
+                      "writable folder")
+    return path
+
+
 def check_output_folder(path, names=(), option="--out"):
     """``path`` is (or can become) a writable folder, and none of ``names`` in it is a folder.
 
     Checked before any work, writing nothing that stays: no folder is created here.
     """
     path = Path(path)
-    if path.exists() and not path.is_dir():
-        raise OSError(f"{option} {str(path)!r} is a file, not a folder; choose a folder, "
-                      f"e.g. {option} results")
-    existing = _nearest_existing(path)
-    if not existing.is_dir():
-        raise OSError(f"{option} {str(path)!r} cannot be created: {str(existing)!r} is a file; "
-                      f"choose another folder, e.g. {option} results")
-    reason = _unwritable(existing)
-    if reason:
-        raise OSError(f"{option} {str(path)!r} is not writable ({reason} in {str(existing)!r}); "
-                      f"choose a writable folder, e.g. {option} ~/transferkit-results")
+    problem = _folder_problem(path)
+    if problem:
+        example = "~/transferkit-results" if problem.startswith("is not writable") else "results"
+        raise OSError(f"{option} {str(path)!r} {problem}; choose a writable folder, e.g. "
+                      f"{option} {example}")
     for name in names:
         if (path / name).is_dir():
             raise OSError(f"{option} {str(path)!r} holds a folder named {name!r} where the "

@@ -128,55 +128,57 @@ def build_parser():
                             "backbone at its random start (refused by default)")
         p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
 
+    def command(name, summary, description, example):
+        """A subcommand with its example under its options and the --debug flag."""
+        return commands.add_parser(name, help=summary, description=description,
+                                   epilog=example,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter,
+                                   parents=[debug])
+
     choices = list(STRATEGIES)
-    run = commands.add_parser(
-        "run", help="train one strategy and test it",
-        description="Train one strategy on k shots per class of the digits target and "
-                    "report its test accuracy.",
-        epilog="example:\n  python -m transferkit run --strategy fine_tune_top --shots 5",
-        formatter_class=argparse.RawDescriptionHelpFormatter, parents=[debug])
+
+    def strategies_option(p, default):
+        p.add_argument("--strategies", nargs="+", choices=choices, metavar="STRATEGY",
+                       default=default, help="any of: " + ", ".join(choices))
+
+    shots_help = f"labelled images per class, 1 to {TARGET_POOL} (default 5)"
+    run = command(
+        "run", "train one strategy and test it",
+        "Train one strategy on k shots per class of the digits target and report its test "
+        "accuracy.",
+        "example:\n  python -m transferkit run --strategy fine_tune_top --shots 5")
     run.add_argument("--strategy", choices=choices, default="fine_tune_top",
                      help="one of: " + ", ".join(choices) + " (default fine_tune_top)")
-    run.add_argument("--shots", type=SHOTS, default=5,
-                     help=f"labelled images per class, 1 to {TARGET_POOL} (default 5)")
+    run.add_argument("--shots", type=SHOTS, default=5, help=shots_help)
     training_options(run)
 
-    compare = commands.add_parser(
-        "compare", help="train several strategies on the same shots",
-        description="Train several strategies on the same k-shot sample and compare their "
-                    "test accuracy and curves.",
-        epilog="example:\n  python -m transferkit compare --strategies scratch fine_tune_top "
-               "--shots 5", formatter_class=argparse.RawDescriptionHelpFormatter,
-        parents=[debug])
-    compare.add_argument("--strategies", nargs="+", choices=choices, metavar="STRATEGY",
-                         default=["scratch", "feature_extraction", "fine_tune_top"],
-                         help="any of: " + ", ".join(choices))
-    compare.add_argument("--shots", type=SHOTS, default=5,
-                         help=f"labelled images per class, 1 to {TARGET_POOL} (default 5)")
+    compare = command(
+        "compare", "train several strategies on the same shots",
+        "Train several strategies on the same k-shot sample and compare their test accuracy "
+        "and curves.",
+        "example:\n  python -m transferkit compare --strategies scratch fine_tune_top --shots 5")
+    strategies_option(compare, ["scratch", "feature_extraction", "fine_tune_top"])
+    compare.add_argument("--shots", type=SHOTS, default=5, help=shots_help)
     training_options(compare)
 
-    sweep_ = commands.add_parser(
-        "sweep", help="test accuracy against shots per class",
-        description="For each strategy and each number of shots, train and test once: how "
-                    "much does transfer help as labels get scarce?",
-        epilog="example:\n  python -m transferkit sweep --strategies scratch fine_tune_top "
-               "--shots 1 5 10", formatter_class=argparse.RawDescriptionHelpFormatter,
-        parents=[debug])
-    sweep_.add_argument("--strategies", nargs="+", choices=choices, metavar="STRATEGY",
-                        default=["scratch", "fine_tune_top"],
-                        help="any of: " + ", ".join(choices))
+    sweep_ = command(
+        "sweep", "test accuracy against shots per class",
+        "For each strategy and each number of shots, train and test once: how much does "
+        "transfer help as labels get scarce?",
+        "example:\n  python -m transferkit sweep --strategies scratch fine_tune_top "
+        "--shots 1 5 10")
+    strategies_option(sweep_, ["scratch", "fine_tune_top"])
     sweep_.add_argument("--shots", nargs="+", type=SHOTS, default=[1, 2, 5, 10, 20],
                         help="shots per class to try (default 1 2 5 10 20)")
     training_options(sweep_)
     sweep_.set_defaults(epochs=6)
 
-    prepare = commands.add_parser(
-        "prepare", help="fill the caches before a class or a CI run",
-        description="Train and cache the source model (if it is not cached yet) and, when "
-                    "online, download optional datasets and pretrained weights.",
-        epilog="examples:\n  python -m transferkit prepare --all-sources\n"
-               "  python -m transferkit prepare --online mnist mobilenet_v3_small",
-        formatter_class=argparse.RawDescriptionHelpFormatter, parents=[debug])
+    prepare = command(
+        "prepare", "fill the caches before a class or a CI run",
+        "Train and cache the source model (if it is not cached yet) and, when online, "
+        "download optional datasets and pretrained weights.",
+        "examples:\n  python -m transferkit prepare --all-sources\n"
+        "  python -m transferkit prepare --online mnist mobilenet_v3_small")
     names = list(ONLINE_NAMES)
     prepare.add_argument("--online", nargs="*", choices=names, default=[], metavar="NAME",
                          help="also download these (needs internet): " + ", ".join(names))

@@ -763,7 +763,8 @@ def test_c60_cache_variable_pointing_at_a_file(tmp_path, monkeypatch):
     blocker = tmp_path / "cache.txt"
     blocker.write_text("")
     code, lines, _, imported = run_cli("prepare", env={"TRANSFERKIT_CACHE": str(blocker)})
-    assert_cli_error(code, lines, imported, 2, f"the cache folder {str(blocker)!r} is a file, not a folder",
+    assert_cli_error(code, lines, imported, 2,
+                     f"the cache folder {str(blocker)!r} is a file, not a folder",
                      "set TRANSFERKIT_CACHE to a writable folder")
     monkeypatch.setenv("TRANSFERKIT_CACHE", str(blocker))
     with pytest.raises(OSError) as err:  # the library: the same gist

@@ -24,6 +24,7 @@ with them before the backend loads).  The public names, what the notebooks call 
 are listed in ``_api.py`` by notebook; every other name is reached through its module
 (``tk.choosing.logme``).
 """
+import importlib as _importlib
 import sys as _sys
 
 __version__ = "0.1.0"
@@ -33,9 +34,7 @@ def __getattr__(name):
     """The public names, imported on first use when the package was loaded lazily."""
     if name.startswith("__") or name == "_api":
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    import importlib
-
-    _api = importlib.import_module(f"{__name__}._api")  # not `from . import`: it asks here first
+    _api = _importlib.import_module(f"{__name__}._api")  # not `from . import`: it asks here first
     try:
         return getattr(_api, name)
     except AttributeError:
@@ -49,4 +48,5 @@ def __getattr__(name):
 # Keras included, is imported here, so ``import transferkit`` sets the backend up first.
 if getattr(_sys, "argv", [])[:1] != ["-m"]:
     from ._api import *  # noqa: E402,F401,F403
+    from ._api import __all__  # noqa: E402,F401  (``from transferkit import *``: the public names)
     from . import cli  # noqa: E402,F401  (tk.cli, like every other module)

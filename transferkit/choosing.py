@@ -15,6 +15,9 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 
 from .checks import check_choice
 from .datachecks import as_xy
@@ -101,9 +104,6 @@ def _features(model, data):
 
 def probe_accuracy(train_features, train_labels, val_features, val_labels):
     """Validation accuracy of a logistic regression trained on frozen (standardised) features."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
 
     f, y = _check_features(train_features, train_labels)
     vf, vy = _check_features(val_features, val_labels)

@@ -15,10 +15,13 @@ or 1 (a failure while working); ``--debug`` shows the traceback instead.
 from __future__ import annotations
 
 import argparse
+import csv
+import json
 import sys
 import time
 from pathlib import Path
 
+from ._io import save_atomically, write_text
 from .checks import (check_backend, check_cache_location, check_output_folder,
                      check_preset_env)
 from .strategies import HEAD_LR, STRATEGIES
@@ -198,6 +201,7 @@ def build_parser():
 def epoch_line(label):
     """A Keras callback: one line per epoch on stderr (the table goes to stdout), counted
     across phases."""
+    # here, not at the top: it loads Keras, which waits until the arguments are checked
     import keras
 
     class EpochLine(keras.callbacks.Callback):
@@ -235,11 +239,6 @@ def table(rows, columns):
 
 def write_results(out, stem, rows, settings, figure):
     """<stem>.csv, <stem>.json and <stem>.png in ``out``, each written atomically."""
-    import csv
-    import json
-
-    from ._io import save_atomically, write_text
-
     out = Path(out)
     paths = [out / f"{stem}.{suffix}" for suffix in OUTPUTS]
 
@@ -300,11 +299,13 @@ def _load_backend():
 
 
 def _source_weights(args):
+    # here, not at the top: it loads Keras, which waits until the arguments are checked
     from .source import source_model
 
     if args.source_weights is not None:
         needed = [s for s in _strategies(args) if STRATEGIES[s].uses_source]
         if needed and not args.allow_partial:  # refuse a partial transfer before any training
+            # here, not at the top: it loads Keras, which waits until the arguments are checked
             from .data import DIGITS
             from .models import build_model
             from .transfer import PARTIAL_FIX, load_matching_weights
@@ -319,6 +320,7 @@ def _source_weights(args):
 
 
 def _settings(args, weights):
+    # here, not at the top: it loads Keras, which waits until the arguments are checked
     from .environment import describe_device
 
     settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()
@@ -330,6 +332,7 @@ def _settings(args, weights):
 
 def _train_and_test(args, weights, task):
     """run / compare: the same k-shot sample for every strategy, one row each."""
+    # here, not at the top: it loads Keras, which waits until the arguments are checked
     from .data import few_shot
     from .plots import plot_history
     from .evaluation import evaluate
@@ -356,6 +359,7 @@ def _train_and_test(args, weights, task):
 
 
 def _sweep(args, weights, task):
+    # here, not at the top: it loads Keras, which waits until the arguments are checked
     from .plots import plot_sweep
     from .experiments import sweep
 
@@ -377,6 +381,7 @@ def _sweep(args, weights, task):
 
 
 def command_train(args):
+    # here, not at the top: it loads Keras, which waits until the arguments are checked
     from .data import target_task
     from .environment import set_seed
 
@@ -394,6 +399,7 @@ def command_train(args):
 
 
 def command_prepare(args):
+    # here, not at the top: it loads Keras, which waits until the arguments are checked
     from . import online, source
     from .source import source_model
 
@@ -415,6 +421,7 @@ def command_prepare(args):
 
 
 def command_info(args):
+    # here, not at the top: it loads Keras, which waits until the arguments are checked
     import numpy
     import sklearn
 

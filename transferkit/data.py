@@ -13,6 +13,10 @@ import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
+import matplotlib
+from matplotlib.ft2font import FT2Font
+from scipy import ndimage
+from sklearn.datasets import load_digits
 
 from .checks import check_choice, check_integer, check_seed
 
@@ -104,13 +108,11 @@ class Task:
 
 # --------------------------------------------------------------------------- glyphs
 def _font_dir():
-    import matplotlib
     return os.path.join(matplotlib.get_data_path(), "fonts", "ttf")
 
 
 def _center(bitmap, size=IMAGE_SIZE, box=20):
     """Scale a glyph bitmap to fit a ``box``-pixel square and centre it on a canvas."""
-    from scipy import ndimage
 
     img = bitmap.astype(np.float32) / 255.0
     h, w = img.shape
@@ -128,7 +130,6 @@ _GLYPH_CACHE: dict = {}
 
 def render_glyphs(chars, fonts=GLYPH_FONTS):
     """Render every char in every font once: array (len(chars), len(fonts), 28, 28)."""
-    from matplotlib.ft2font import FT2Font
 
     key = (tuple(chars), tuple(fonts))
     if key in _GLYPH_CACHE:
@@ -153,7 +154,6 @@ def render_glyphs(chars, fonts=GLYPH_FONTS):
 
 def augment(images, rng, strength=1.0):
     """Random affine warp, stroke width and noise: one new image per input image."""
-    from scipy import ndimage
 
     out = np.empty_like(images)
     c = (IMAGE_SIZE - 1) / 2.0
@@ -193,8 +193,6 @@ def glyph_dataset(chars, n_per_class, seed=0, fonts=GLYPH_FONTS, strength=1.0, n
 # --------------------------------------------------------------------------- digits
 def handwritten_digits(name="handwritten digits"):
     """scikit-learn's bundled 1,797 real handwritten digits, upscaled 8x8 -> 28x28."""
-    from scipy import ndimage
-    from sklearn.datasets import load_digits
 
     bunch = load_digits()
     small = bunch.images.astype(np.float32) / 16.0

@@ -35,6 +35,7 @@ def _import_keras_quietly():
     (timestamps, pids) would otherwise land in notebook outputs and differ every run.
     Python errors still surface as exceptions."""
     check_backend()  # a bad $KERAS_BACKEND: one line here, not a failure deep inside Keras
+    # Keras is imported here, not at the top: this function mutes stderr around it
     if "keras" in sys.modules or os.environ.get("TRANSFERKIT_VERBOSE_IMPORT"):
         import keras
         return keras

@@ -13,6 +13,7 @@ import statistics
 from dataclasses import dataclass
 
 import numpy as np
+from sklearn import metrics
 
 from .checks import check_choice, is_integer
 from .data import Dataset
@@ -49,7 +50,6 @@ def predict_classes(model, data, batch_size=256):
 
 def score_predictions(y_true, y_pred, class_names=None):
     """``Scores`` (accuracy, macro precision / recall / F1, confusion) from labels and predictions."""
-    from sklearn import metrics
 
     y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
     if y_true.shape != y_pred.shape or y_true.ndim != 1 or len(y_true) == 0:
@@ -105,7 +105,6 @@ class ClassReport:
 
 def class_report(model, data, digits=3):
     """Per-class precision / recall / F1 of ``model`` on ``data`` (a Dataset or (x, y))."""
-    from sklearn import metrics
 
     x, y = as_xy(data, "test data")
     check_xy(model, x, y, "test data")

@@ -28,6 +28,7 @@ from .strategies import HEAD_LR, STRATEGIES, get_strategy, split_epochs
 from .evaluation import evaluate
 from .experiments import run_strategy
 from .history import StopSwitch
+from .source import source_model
 from .transfer import param_summary
 
 __all__ = ["BUSY", "COLUMNS", "FRAME_INTERVAL", "NUMERIC", "PLOT", "SETTINGS", "StrategyLab",
@@ -55,6 +56,7 @@ def _current_cell():
     """The execution count of the cell running now (None outside Jupyter)."""
     if not in_jupyter():
         return None
+    # optional: IPython is there only inside a kernel
     from IPython import get_ipython
     return get_ipython().execution_count
 
@@ -95,10 +97,10 @@ class StrategyLab:
 
     def __init__(self, source=None, task=None, strategies=tuple(STRATEGIES), shots=10,
                  learning_rate=HEAD_LR, epochs=10, seed=0):
+        # optional: ipywidgets is needed only for the panel
         import ipywidgets as w
 
         if source is None:
-            from .source import source_model
             source = source_model()
         self.source = source
         self.task = task or target_task()
@@ -165,6 +167,7 @@ class StrategyLab:
         self._redraw()
 
     def _ipython_display_(self):
+        # optional: IPython is there only inside a kernel
         from IPython.display import display
         display(self.widget)
 
@@ -467,6 +470,7 @@ def _transferred(report):
 
 def _ipython():
     try:
+        # optional: IPython is there only inside a kernel
         from IPython import get_ipython
     except ImportError:
         return None

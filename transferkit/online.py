@@ -21,6 +21,7 @@ import socket
 import tarfile
 import threading
 import urllib.parse
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -147,7 +148,6 @@ def _offline(file, what, alternative, reason):
 
 def _proxy_for(url):
     """(host, port) of the HTTP(S) proxy urllib would use for ``url``, else None."""
-    import urllib.request
 
     scheme = urllib.parse.urlsplit(url).scheme
     proxy = urllib.request.getproxies().get(scheme)

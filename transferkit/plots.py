@@ -1,10 +1,15 @@
 """Loss curves (live while training in Jupyter, static otherwise) and image grids."""
 from __future__ import annotations
 
+import io
 import time
 
 import keras
 import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.lines import Line2D
+from PIL import Image as PILImage
+
 from .figures import Figure
 from .history import METRICS, RunHistory
 
@@ -27,6 +32,7 @@ def run_color(i):
 def in_jupyter():
     """True inside a Jupyter kernel (where a figure can be updated in place)."""
     try:
+        # optional: IPython is there only inside a kernel
         from IPython import get_ipython
     except ImportError:
         return False
@@ -69,7 +75,6 @@ def _draw(fig, histories, xmax=None, loss_top=None, tight=True, label_phases_of=
     never print over each other.  ``xmax`` / ``loss_top`` fix the axes' limits (live
     curves keep them); ``tight=False`` uses fixed margins instead of the slower tight layout.
     """
-    from matplotlib.lines import Line2D
 
     fig.clear()
     axes = fig.subplots(1, 2)
@@ -141,7 +146,6 @@ def _draw(fig, histories, xmax=None, loss_top=None, tight=True, label_phases_of=
 def _renderer(fig):
     """A renderer to measure text with (figures made with ``Figure()`` have none yet)."""
     if not hasattr(fig.canvas, "get_renderer"):
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
         FigureCanvasAgg(fig)
     return fig.canvas.get_renderer()
 
@@ -194,7 +198,6 @@ class LiveCurves(keras.callbacks.Callback):
     def __init__(self, label="run", previous=(), min_interval=1.0, figsize=(10, 3.5),
                  epochs=None, dpi=80, on_frame=None, legend="right"):
         super().__init__()
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
 
         self.current = RunHistory(label)
         self.previous = list(previous)
@@ -315,9 +318,6 @@ class LiveCurves(keras.callbacks.Callback):
             artist.axes.draw_artist(artist)
 
     def _png(self):
-        import io
-
-        from PIL import Image as PILImage
         buffer = io.BytesIO()
         image = PILImage.frombuffer("RGBA", self._canvas.get_width_height(),
                                     self._canvas.buffer_rgba(), "raw", "RGBA", 0, 1)
@@ -328,6 +328,7 @@ class LiveCurves(keras.callbacks.Callback):
         if self.on_frame is not None:
             self.on_frame(png)
             return
+        # optional: IPython is there only inside a kernel
         from IPython.display import Image, display
         image = Image(data=png)
         if self._handle is None:

@@ -15,10 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import keras
+import numpy as np
 
 from ._io import shown, write_text
 from .checks import check_choice
-from .data import source_task
+from .data import Dataset, Task, shift, source_task
 from .environment import (ENV_CACHE, Preset, cache_dir, mixed_precision_active, numerics_tag,
                           preset, set_seed)
 from .models import build_model
@@ -92,9 +93,6 @@ def resolve_recipe(recipe):
 
 def recipe_task(recipe=SOURCE_RECIPE):
     """The source task a recipe trains on (test labels always stay true)."""
-    import numpy as np
-
-    from .data import Dataset, Task, shift
 
     recipe = resolve_recipe(recipe)
     task = source_task(train_per_class=recipe["train_per_class"])
@@ -174,7 +172,7 @@ def _read_info(meta, recipe):
 @contextlib.contextmanager
 def _lock(path):
     try:
-        import fcntl
+        import fcntl  # optional: POSIX only
     except ImportError:  # Windows: atomic publish alone still prevents torn files
         yield
         return

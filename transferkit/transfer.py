@@ -11,6 +11,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import h5py
 import numpy as np
 
 from .checks import check_integer
@@ -53,7 +54,6 @@ def save_model(model, path):
 # --------------------------------------------------------------------------- loading
 def read_weights_file(path):
     """{layer name: [arrays]} from a Keras 3 ``.weights.h5`` file."""
-    import h5py
 
     _check_weights_name(path)
     path = Path(path)

@@ -104,7 +104,6 @@ def _features(model, data):
 
 def probe_accuracy(train_features, train_labels, val_features, val_labels):
     """Validation accuracy of a logistic regression trained on frozen (standardised) features."""
-
     f, y = _check_features(train_features, train_labels)
     vf, vy = _check_features(val_features, val_labels)
     probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))

@@ -140,9 +140,14 @@ def build_parser():
 
     choices = list(STRATEGIES)
 
-    def strategies_option(p, default):
+    def comparison(name, summary, description, example, strategies, **shots):
+        """A subcommand that trains several strategies: --strategies, --shots, training."""
+        p = command(name, summary, description, example)
         p.add_argument("--strategies", nargs="+", choices=choices, metavar="STRATEGY",
-                       default=default, help="any of: " + ", ".join(choices))
+                       default=strategies, help="any of: " + ", ".join(choices))
+        p.add_argument("--shots", type=SHOTS, **shots)
+        training_options(p)
+        return p
 
     shots_help = f"labelled images per class, 1 to {TARGET_POOL} (default 5)"
     run = command(
@@ -155,26 +160,20 @@ def build_parser():
     run.add_argument("--shots", type=SHOTS, default=5, help=shots_help)
     training_options(run)
 
-    compare = command(
+    comparison(
         "compare", "train several strategies on the same shots",
         "Train several strategies on the same k-shot sample and compare their test accuracy "
         "and curves.",
-        "example:\n  python -m transferkit compare --strategies scratch fine_tune_top --shots 5")
-    strategies_option(compare, ["scratch", "feature_extraction", "fine_tune_top"])
-    compare.add_argument("--shots", type=SHOTS, default=5, help=shots_help)
-    training_options(compare)
-
-    sweep_ = command(
+        "example:\n  python -m transferkit compare --strategies scratch fine_tune_top --shots 5",
+        ["scratch", "feature_extraction", "fine_tune_top"], default=5, help=shots_help)
+    comparison(
         "sweep", "test accuracy against shots per class",
         "For each strategy and each number of shots, train and test once: how much does "
         "transfer help as labels get scarce?",
         "example:\n  python -m transferkit sweep --strategies scratch fine_tune_top "
-        "--shots 1 5 10")
-    strategies_option(sweep_, ["scratch", "fine_tune_top"])
-    sweep_.add_argument("--shots", nargs="+", type=SHOTS, default=[1, 2, 5, 10, 20],
-                        help="shots per class to try (default 1 2 5 10 20)")
-    training_options(sweep_)
-    sweep_.set_defaults(epochs=6)
+        "--shots 1 5 10",
+        ["scratch", "fine_tune_top"], nargs="+", default=[1, 2, 5, 10, 20],
+        help="shots per class to try (default 1 2 5 10 20)").set_defaults(epochs=6)
 
     prepare = command(
         "prepare", "fill the caches before a class or a CI run",

@@ -113,7 +113,6 @@ def _font_dir():
 
 def _center(bitmap, size=IMAGE_SIZE, box=20):
     """Scale a glyph bitmap to fit a ``box``-pixel square and centre it on a canvas."""
-
     img = bitmap.astype(np.float32) / 255.0
     h, w = img.shape
     zoom = box / max(h, w)
@@ -130,7 +129,6 @@ _GLYPH_CACHE: dict = {}
 
 def render_glyphs(chars, fonts=GLYPH_FONTS):
     """Render every char in every font once: array (len(chars), len(fonts), 28, 28)."""
-
     key = (tuple(chars), tuple(fonts))
     if key in _GLYPH_CACHE:
         return _GLYPH_CACHE[key]
@@ -154,7 +152,6 @@ def render_glyphs(chars, fonts=GLYPH_FONTS):
 
 def augment(images, rng, strength=1.0):
     """Random affine warp, stroke width and noise: one new image per input image."""
-
     out = np.empty_like(images)
     c = (IMAGE_SIZE - 1) / 2.0
     for n, img in enumerate(images):
@@ -193,7 +190,6 @@ def glyph_dataset(chars, n_per_class, seed=0, fonts=GLYPH_FONTS, strength=1.0, n
 # --------------------------------------------------------------------------- digits
 def handwritten_digits(name="handwritten digits"):
     """scikit-learn's bundled 1,797 real handwritten digits, upscaled 8x8 -> 28x28."""
-
     bunch = load_digits()
     small = bunch.images.astype(np.float32) / 16.0
     big = np.stack([ndimage.zoom(im, 20 / 8, order=1) for im in small])

@@ -50,7 +50,6 @@ def predict_classes(model, data, batch_size=256):
 
 def score_predictions(y_true, y_pred, class_names=None):
     """``Scores`` (accuracy, macro precision / recall / F1, confusion) from labels and predictions."""
-
     y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
     if y_true.shape != y_pred.shape or y_true.ndim != 1 or len(y_true) == 0:
         raise ValueError(f"y_true {y_true.shape} and y_pred {y_pred.shape} must be two 1-D arrays "
@@ -105,7 +104,6 @@ class ClassReport:
 
 def class_report(model, data, digits=3):
     """Per-class precision / recall / F1 of ``model`` on ``data`` (a Dataset or (x, y))."""
-
     x, y = as_xy(data, "test data")
     check_xy(model, x, y, "test data")
     check_head_fits(model, data, int(model.outputs[0].shape[-1]))

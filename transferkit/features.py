@@ -67,7 +67,6 @@ def linear_probe(model, train, test, C=1.0, max_iter=2000):
     The features are standardised first (scikit-learn pipeline), so ``C`` means the
     same thing whatever the scale of the backbone's activations.
     """
-
     check_number(C, "C", 0, 1e6, "use a positive regularisation strength such as C=1.0")
     tx, ty = as_xy(train, "training data")
     vx, vy = as_xy(test, "test data")
@@ -85,7 +84,6 @@ def linear_probe(model, train, test, C=1.0, max_iter=2000):
 
 def random_like(model, seed=0):
     """A freshly initialised network of the same architecture (the 'no transfer' control)."""
-
     set_seed(seed)
     return keras.models.clone_model(model)  # clone_model re-initialises every weight
 
@@ -113,14 +111,12 @@ class Embedding:
 
 def knn_accuracy(points, labels, k=5, folds=5, seed=0):
     """Cross-validated k-nearest-neighbour accuracy: how often a point's neighbours share its class."""
-
     cv = StratifiedKFold(folds, shuffle=True, random_state=seed)
     return float(cross_val_score(KNeighborsClassifier(k), points, labels, cv=cv).mean())
 
 
 def embed(model, data, method="pca", seed=0, title=""):
     """Map ``data`` through ``model``'s backbone, then to 2-D with PCA or t-SNE (scikit-learn)."""
-
     check_choice(method, "method", EMBEDDING_METHODS)
     if not isinstance(data, Dataset):
         raise TypeError(f"embed needs a tk.Dataset (labels colour the map), got "

@@ -148,7 +148,6 @@ def _offline(file, what, alternative, reason):
 
 def _proxy_for(url):
     """(host, port) of the HTTP(S) proxy urllib would use for ``url``, else None."""
-
     scheme = urllib.parse.urlsplit(url).scheme
     proxy = urllib.request.getproxies().get(scheme)
     if not proxy or urllib.request.proxy_bypass(_host(url)[0]):

@@ -75,7 +75,6 @@ def _draw(fig, histories, xmax=None, loss_top=None, tight=True, label_phases_of=
     never print over each other.  ``xmax`` / ``loss_top`` fix the axes' limits (live
     curves keep them); ``tight=False`` uses fixed margins instead of the slower tight layout.
     """
-
     fig.clear()
     axes = fig.subplots(1, 2)
     auto_top, clipped = loss_limit(histories)

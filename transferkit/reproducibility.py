@@ -55,7 +55,6 @@ def _hash(*arrays):
 
 def numerics_fingerprint():
     """A ``Fingerprint`` of this machine's floating-point results (about 4 s on a 2-core CPU)."""
-
     data = glyph_dataset("ABCDEFGHIJ", 20, seed=0, name="fingerprint")  # 200 images
     set_seed(0)
     model = build_model(10, name="fingerprint")

@@ -93,7 +93,6 @@ def resolve_recipe(recipe):
 
 def recipe_task(recipe=SOURCE_RECIPE):
     """The source task a recipe trains on (test labels always stay true)."""
-
     recipe = resolve_recipe(recipe)
     task = source_task(train_per_class=recipe["train_per_class"])
     kind = recipe["task"]

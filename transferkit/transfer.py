@@ -54,7 +54,6 @@ def save_model(model, path):
 # --------------------------------------------------------------------------- loading
 def read_weights_file(path):
     """{layer name: [arrays]} from a Keras 3 ``.weights.h5`` file."""
-
     _check_weights_name(path)
     path = Path(path)
     if not path.exists():

@@ -107,24 +107,23 @@ def pytest_configure(config):
     """Decide once, at configure time, before anything is collected: nbval reads
     ``option.nbval_lax`` when it builds each notebook's collector, so switching
     ``--nbval`` to ``--nbval-lax`` here holds for every notebook of the run
-    (tests/test_nbval_reference.py pins it).  The fingerprint (it imports the kit) is
-    computed only when a notebook is among the paths pytest will collect."""
+    (tests/test_reproducibility.py, test_the_switch_really_changes_what_nbval_checks, pins
+    it).  Nothing is decided, and no fingerprint computed (it imports the kit), unless a
+    notebook is among the paths pytest will collect."""
     option = config.option
-    mode = os.environ.get(ENV, "auto")
-    if not getattr(option, "nbval", False) or (  # already lax, or nbval not in use
-            mode == "auto" and not _notebooks_among(config.args)):
-        _decision["why"] = None
+    if not getattr(option, "nbval", False) or not _notebooks_among(config.args):
+        _decision["why"] = None  # already lax, nbval not in use, or no notebook to collect
         return
 
     def fingerprint():
-        import transferkit as tk
+        import transferkit as tk  # here: it loads Keras, needed only for the fingerprint
 
         try:
             return tk.numerics_fingerprint()
         finally:
             tk.set_seed(0)  # leave the process seeded as importing the kit left it
 
-    strict, why = decide(mode, read_reference(), fingerprint)
+    strict, why = decide(os.environ.get(ENV, "auto"), read_reference(), fingerprint)
     if not strict:
         option.nbval, option.nbval_lax = False, True
     _decision["why"] = why

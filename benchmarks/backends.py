@@ -1,7 +1,7 @@
 """The same training job on each Keras backend: TensorFlow, JAX, torch.
 
-    python benchmarks/backends.py                    # all three, 5 epochs; prints a table
-    python benchmarks/backends.py --backends jax torch --epochs 3
+    python -m benchmarks.backends                    # all three, 5 epochs; prints a table
+    python -m benchmarks.backends --backends jax torch --epochs 3
 
 The job is the kit's source model as notebook 01 trains it (the textbook CNN on the
 letters task, 120 images per class, batch 64, Adam 3e-3, ``tk.fit`` with its validation
@@ -77,11 +77,14 @@ def worker(data_file, epochs, batch_size):
 
 def run_backend(backend, data_file, epochs, batch_size, timeout):
     env = dict(os.environ, KERAS_BACKEND=backend)
-    cmd = [sys.executable, __file__, "--worker", data_file, "--epochs", str(epochs),
-           "--batch-size", str(batch_size)]
+    # the worker is this module, started the way the benchmarks run: from the repository
+    # root, as a module of the benchmarks package (no sys.path edits)
+    cmd = [sys.executable, "-m", "benchmarks.backends", "--worker", str(Path(data_file).resolve()),
+           "--epochs", str(epochs), "--batch-size", str(batch_size)]
     t = time.perf_counter()
     try:
-        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
+        proc = subprocess.run(cmd, env=env, cwd=HERE.parent, capture_output=True, text=True,
+                              timeout=timeout)
     except subprocess.TimeoutExpired:
         return {"backend": backend, "status": f"timeout after {timeout} s"}
     wall = time.perf_counter() - t

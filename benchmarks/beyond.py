@@ -25,9 +25,9 @@ Sections (run all, or one with ``--only SECTION``; repeatable):
 Every model is scored on the 1,000 test digits with tk.evaluate (accuracy, macro F1).
 Each section's table: mean +- std over the seeds (sample std, n - 1, as notebook 09 teaches).
 
-    python benchmarks/beyond.py                        # all sections, seeds 0, 1, 2
-    python benchmarks/beyond.py --only distillation    # one section
-    python benchmarks/beyond.py --seeds 1              # a quick look
+    python -m benchmarks.beyond                        # all sections, seeds 0, 1, 2
+    python -m benchmarks.beyond --only distillation    # one section
+    python -m benchmarks.beyond --seeds 1              # a quick look
 
 Writes benchmarks/results/beyond.json: one entry per section (config, every run,
 summary, machine, commit); running one section keeps the others' last results in the file.

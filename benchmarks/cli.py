@@ -1,7 +1,7 @@
 """How fast the command line answers when it has nothing to train: --help and argument errors.
 
-    python benchmarks/cli.py                 # 7 runs of each case; prints a table
-    python benchmarks/cli.py --runs 20 --no-import
+    python -m benchmarks.cli                 # 7 runs of each case; prints a table
+    python -m benchmarks.cli --runs 20 --no-import
 
 Each case is a fresh ``python -m transferkit ...`` process, timed from start to exit
 (wall clock), as a learner typing the command sees it.  The command line parses and

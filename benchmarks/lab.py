@@ -2,7 +2,7 @@
 and the kit's training loop with the panel's live display (curves rendered into the
 panel's ``ipywidgets.Image`` at its frame rate, progress bar) against a bare ``model.fit``.
 
-    python benchmarks/lab.py            # prints a table, writes benchmarks/results/lab.json
+    python -m benchmarks.lab            # prints a table, writes benchmarks/results/lab.json
 
 Budgets (issue: strategy lab): one run at default settings <= 10 s, the default sweep
 <= 60 s, live-plotting overhead <= 10 % — on a 2-core CPU.  Timings, so run it on an

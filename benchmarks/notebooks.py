@@ -17,8 +17,8 @@ Budgets (flags): the notebooks numbered 00-04 together take <= 120 s, each
 notebook <= 60 s, and each notebook's peak RSS <= 1536 MB.  Any notebook that
 does not finish is a FAIL.
 
-    python benchmarks/notebooks.py                       # notebooks/*.ipynb
-    python benchmarks/notebooks.py notebooks/02_*.ipynb  # some of them
+    python -m benchmarks.notebooks                       # notebooks/*.ipynb
+    python -m benchmarks.notebooks notebooks/02_*.ipynb  # some of them
 
 Writes benchmarks/results/notebooks.json.  Exit status 0 when every check
 passes, 1 when one fails, 2 when there is no notebook to run.

@@ -6,7 +6,7 @@ letters source model, cpu preset recipe cut to 2 epochs, trained from scratch, n
 Prints a table (min and median of the repeats) and writes benchmarks/results/numerics.json
 and .csv.  Timings taken while other processes share the CPUs are noisy: read the minimum.
 
-    python benchmarks/numerics.py [--repeats 3] [--jobs fingerprint source]
+    python -m benchmarks.numerics [--repeats 3] [--jobs fingerprint source]
 """
 from __future__ import annotations
 

@@ -16,8 +16,8 @@ with r = tk.repeat_for(len(train)).  Each model is scored with ``tk.evaluate``
 (accuracy, macro F1).  The check: the best transfer strategy beats scratch by at
 least 10 accuracy points (mean over 3 seeds) at some k <= 10.
 
-    python benchmarks/transfer_gain.py              # k = 1, 5, 10; seeds 0, 1, 2
-    python benchmarks/transfer_gain.py --quick      # k = 5, seed 0 (smoke test)
+    python -m benchmarks.transfer_gain              # k = 1, 5, 10; seeds 0, 1, 2
+    python -m benchmarks.transfer_gain --quick      # k = 5, seed 0 (smoke test)
 
 Writes benchmarks/results/transfer_gain.json (config, device, every run, summary,
 verdict) and transfer_gain.csv (one row per run); --quick writes

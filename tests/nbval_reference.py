@@ -3,7 +3,8 @@
 The committed outputs are deterministic on one kind of machine, not on every CPU: oneDNN
 and OpenBLAS choose kernels by instruction set, training turns last-bit differences into
 other accuracies (see ``transferkit/reproducibility.py``).  Before the first notebook is
-collected this plugin computes ``tk.numerics_fingerprint()`` and compares it with the one
+collected (at configure time, and only when a notebook is among the paths to collect)
+this plugin computes ``tk.numerics_fingerprint()`` and compares it with the one
 recorded when the notebooks were last executed (``tests/reference_numerics.json``, written
 by ``python tools/reexecute_notebooks.py``):
 
@@ -92,18 +93,30 @@ def decide(mode, reference, fingerprint):
                    "re-executes the notebooks on this machine")
 
 
+def _notebooks_among(args):
+    """Whether any of pytest's arguments (or its testpaths) is or holds a notebook."""
+    for arg in args:
+        path = Path(str(arg).split("::")[0])
+        if path.suffix == ".ipynb" or (path.is_dir() and next(path.rglob("*.ipynb"), None)):
+            return True
+    return False
+
+
 @pytest.hookimpl(tryfirst=True)
-def pytest_collect_file(file_path, parent):
-    """Decide once, just before nbval collects the first notebook (it reads the mode then)."""
-    if file_path.suffix != ".ipynb" or _decision:
-        return None
-    option = parent.config.option
-    if not getattr(option, "nbval", False):  # already lax, or nbval not in use
-        _decision["why"] = None
-        return None
+def pytest_configure(config):
+    """Decide once, at configure time, before anything is collected: nbval reads
+    ``option.nbval_lax`` when it builds each notebook's collector, so switching
+    ``--nbval`` to ``--nbval-lax`` here holds for every notebook of the run
+    (tests/test_reproducibility.py, test_the_switch_really_changes_what_nbval_checks, pins
+    it).  Nothing is decided, and no fingerprint computed (it imports the kit), unless a
+    notebook is among the paths pytest will collect."""
+    option = config.option
+    if not getattr(option, "nbval", False) or not _notebooks_among(config.args):
+        _decision["why"] = None  # already lax, nbval not in use, or no notebook to collect
+        return
 
     def fingerprint():
-        import transferkit as tk
+        import transferkit as tk  # here: it loads Keras, needed only for the fingerprint
 
         try:
             return tk.numerics_fingerprint()
@@ -114,7 +127,6 @@ def pytest_collect_file(file_path, parent):
     if not strict:
         option.nbval, option.nbval_lax = False, True
     _decision["why"] = why
-    return None
 
 
 def pytest_terminal_summary(terminalreporter):

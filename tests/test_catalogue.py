@@ -165,7 +165,7 @@ def test_c11_unknown_block_name():
 def test_c12_unfreezing_more_blocks_than_exist():
     with pytest.raises(ValueError) as err:
         tk.unfreeze(tiny_model(3), top=5)
-    assert_clear(err, "top=5", "2 blocks", "use 0..2")
+    assert_clear(err, "top=5", "2 blocks", "use an integer from 0 to 2")
 
 
 @pytest.mark.parametrize("lr", [0, -1e-3, 5.0, float("nan"), "fast"])
@@ -298,7 +298,7 @@ def test_c26_bad_seed(seed):
 def test_c27_lab_settings_out_of_range_are_a_message_not_a_traceback(weights_file):
     task = tk.target_task(train_per_class=3, val_per_class=1, test_per_class=1)
     lab = tk.StrategyLab(SimpleNamespace(weights_path=weights_file), task, shots=2)
-    for settings, needles in (({"shots": 0}, ("shots=0", "use a value from 1 to 3")),
+    for settings, needles in (({"shots": 0}, ("shots=0", "use an integer from 1 to 3")),
                               ({"learning_rate": 5.0}, ("learning_rate=5.0", "use a value")),
                               ({"strategy": "magic"}, ("'magic'", "choose one of"))):
         assert lab.run(**settings) is None
@@ -763,7 +763,8 @@ def test_c60_cache_variable_pointing_at_a_file(tmp_path, monkeypatch):
     blocker = tmp_path / "cache.txt"
     blocker.write_text("")
     code, lines, _, imported = run_cli("prepare", env={"TRANSFERKIT_CACHE": str(blocker)})
-    assert_cli_error(code, lines, imported, 2, f"{str(blocker)!r}: it is a file, not a folder",
+    assert_cli_error(code, lines, imported, 2,
+                     f"the cache folder {str(blocker)!r} is a file, not a folder",
                      "set TRANSFERKIT_CACHE to a writable folder")
     monkeypatch.setenv("TRANSFERKIT_CACHE", str(blocker))
     with pytest.raises(OSError) as err:  # the library: the same gist
@@ -776,7 +777,7 @@ def test_c61_unknown_preset_variable_on_the_command_line(tmp_path):
     code, lines, _, imported = run_cli("run", "--out", str(tmp_path / "r"),
                                        env={"TRANSFERKIT_PRESET": "bogus"})
     assert_cli_error(code, lines, imported, 2, "TRANSFERKIT_PRESET='bogus' is unknown",
-                     "use one of ['cpu', 'gpu']")
+                     "choose one of ['cpu', 'gpu']")
     assert list(tmp_path.iterdir()) == []
 
 

@@ -87,6 +87,22 @@ def test_plot_embeddings_one_panel_per_embedding(trained, letters):
         tk.plot_embeddings(a.points)
 
 
+def test_feature_plots_display_as_pngs_in_a_notebook_like_display(trained, letters):
+    """What a notebook cell returning a features plot shows: IPython's display formatter,
+    fresh (nothing registered on it, whatever the kit imported, in whatever order), gives a
+    PNG; the text form stays matplotlib's."""
+    from IPython.core.formatters import DisplayFormatter
+
+    before = tk.snapshot_weights(trained.model)
+    figures = [tk.plot_embeddings(tk.embed(trained.model, letters, title="a")),
+               tk.plot_filters(tk.first_layer_filters(trained.model)),
+               tk.plot_weight_change(tk.weight_change(before, trained.model))]
+    for fig in figures:
+        data, _ = DisplayFormatter().format(fig)
+        assert data["image/png"][:8] == b"\x89PNG\r\n\x1a\n", sorted(data)
+        assert data["text/plain"].startswith("<Figure size ")
+
+
 def test_first_layer_filters_are_the_conv_kernels(trained):
     filters = tk.first_layer_filters(trained.model)
     kernel = trained.model.get_layer("block1_conv").kernel.numpy()

@@ -49,11 +49,11 @@ def test_unlabelled_examples_carry_only_the_soft_term():
 
 
 @pytest.mark.parametrize("temperature, alpha, match", [
-    (0, 0.5, "temperature=0 must be a positive number"),
+    (0, 0.5, "temperature=0 is out of range; use a positive number"),
     (-2.0, 0.5, "temperature=-2.0"),
     (float("nan"), 0.5, "temperature=nan"),
     ("hot", 0.5, "temperature='hot'"),
-    (2.0, 1.5, r"alpha=1.5 must be between 0 and 1"),
+    (2.0, 1.5, r"alpha=1.5 is out of range; use a number from 0 to 1"),
     (2.0, -0.1, r"alpha=-0.1"),
     (2.0, None, r"alpha=None"),
 ])

@@ -43,11 +43,13 @@ def test_build_model_has_named_blocks_and_head():
     assert len(tk.models.block_names(tk.build_model(4, widths=(2, 2, 2)))) == 3
 
 
-@pytest.mark.parametrize("kwargs", [dict(num_classes=1), dict(num_classes=2.0),
-                                    dict(num_classes=True), dict(num_classes=3, widths=()),
-                                    dict(num_classes=3, widths=(4, 0))])
-def test_build_model_rejects_bad_arguments(kwargs):
-    with pytest.raises(ValueError):
+@pytest.mark.parametrize("kwargs, error", [
+    (dict(num_classes=1), ValueError), (dict(num_classes=2.0), TypeError),
+    (dict(num_classes=True), TypeError), (dict(num_classes=3, widths=()), ValueError),
+    (dict(num_classes=3, widths=(4, 0)), ValueError)])
+def test_build_model_rejects_bad_arguments(kwargs, error):
+    """Not a whole number: TypeError; out of range: ValueError (checks.check_integer)."""
+    with pytest.raises(error):
         tk.build_model(**kwargs)
 
 
@@ -273,12 +275,18 @@ def test_unknown_block_lists_the_valid_blocks():
     assert "'block9'" in msg and "['block1', 'block2', 'head']" in msg
 
 
-@pytest.mark.parametrize("top", [3, -1, 1.0, True])
+@pytest.mark.parametrize("top", [3, -1])
 def test_unfreeze_top_out_of_range(top):
     with pytest.raises(ValueError) as err:
         tk.unfreeze(tiny_model(3), top=top)
     msg = str(err.value)
-    assert f"top={top!r}" in msg and "2 blocks" in msg and "0..2" in msg
+    assert f"top={top!r}" in msg and "2 blocks" in msg and "from 0 to 2" in msg
+
+
+@pytest.mark.parametrize("top", [1.0, True])
+def test_unfreeze_top_not_a_whole_number(top):
+    with pytest.raises(TypeError, match=rf"top={top!r} is not a whole number"):
+        tk.unfreeze(tiny_model(3), top=top)
 
 
 def test_param_summary_matches_keras_counts():

@@ -370,8 +370,7 @@ def notebook_shell():
     shell = ZMQInteractiveShell.instance(config=config)   # IPython.display uses the instance
     shell.display_pub = _Publisher()
     try:
-        assert in_jupyter()
-        tk.plots._show_figures_as_pictures()
+        assert in_jupyter()   # nothing registered: the kit's figures show themselves
         yield shell
     finally:
         ZMQInteractiveShell.clear_instance()

@@ -45,13 +45,13 @@ def test_argument_overrides_the_environment_variable(monkeypatch):
 
 @pytest.mark.parametrize("name", ["tpu", "GPU", ""])
 def test_unknown_name_is_refused_with_the_allowed_names(name):
-    with pytest.raises(ValueError, match=rf"preset {name!r} is unknown; use one of \['cpu', 'gpu'\]"):
+    with pytest.raises(ValueError, match=rf"unknown preset {name!r}; choose one of \['cpu', 'gpu'\]"):
         tk.environment.preset(name)
 
 
 def test_unknown_name_in_the_environment_names_the_variable(monkeypatch):
     monkeypatch.setenv(ENV_PRESET, "fast")
-    with pytest.raises(ValueError, match=rf"{ENV_PRESET}='fast' is unknown; use one of"):
+    with pytest.raises(ValueError, match=rf"{ENV_PRESET}='fast' is unknown; choose one of"):
         tk.environment.preset()
 
 

@@ -109,3 +109,15 @@ def test_the_switch_really_changes_what_nbval_checks(tmp_path, mode, passes):
                          capture_output=True, text=True, timeout=300)
     assert (run.returncode == 0) is passes, run.stdout[-2000:]
     assert "notebook outputs" in run.stdout and f"TRANSFERKIT_NBVAL={mode}" in run.stdout
+
+
+def test_the_fingerprint_is_computed_only_when_notebooks_are_collected(tmp_path):
+    """Configure time decides; a run of unit tests alone never pays for the fingerprint."""
+    (tmp_path / "unit").mkdir()
+    (tmp_path / "unit" / "test_x.py").write_text("")
+    (tmp_path / "nbs" / "deep").mkdir(parents=True)
+    (tmp_path / "nbs" / "deep" / "a.ipynb").write_text("{}")
+    among = nbval_reference._notebooks_among
+    assert not among([str(tmp_path / "unit"), str(tmp_path / "unit" / "test_x.py::test_y")])
+    assert among([str(tmp_path / "unit"), str(tmp_path / "nbs")])
+    assert among([str(tmp_path / "elsewhere.ipynb::Cell 0")])

@@ -4,8 +4,8 @@ Layers, imported one way: a module imports only from modules in lower tiers
 (tests/test_layers.py parses the imports and checks this table).
 
 Tiers:
-    0: _numerics, _io, checks, strategies, claims, figures
-    1: environment
+    0: _numerics, _io, checks, claims, figures
+    1: environment, strategies
     2: data
     3: models
     4: datachecks, online, transfer
@@ -25,6 +25,7 @@ parses and checks with them before the backend loads; every plot is measured by
 are listed in ``_api.py`` by notebook; every other name is reached through its module
 (``tk.choosing.logme``).
 """
+import importlib as _importlib
 import sys as _sys
 
 __version__ = "0.1.0"
@@ -34,9 +35,7 @@ def __getattr__(name):
     """The public names, imported on first use when the package was loaded lazily."""
     if name.startswith("__") or name == "_api":
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    import importlib
-
-    _api = importlib.import_module(f"{__name__}._api")  # not `from . import`: it asks here first
+    _api = _importlib.import_module(f"{__name__}._api")  # not `from . import`: it asks here first
     try:
         return getattr(_api, name)
     except AttributeError:
@@ -50,4 +49,5 @@ def __getattr__(name):
 # Keras included, is imported here, so ``import transferkit`` sets the backend up first.
 if getattr(_sys, "argv", [])[:1] != ["-m"]:
     from ._api import *  # noqa: E402,F401,F403
+    from ._api import __all__  # noqa: E402,F401  (``from transferkit import *``: the public names)
     from . import cli  # noqa: E402,F401  (tk.cli, like every other module)

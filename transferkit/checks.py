@@ -35,31 +35,38 @@ def is_integer(value):
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
-def check_integer(value, what, low, high=None, *, described=False):
+def check_integer(value, what, low, high=None, *, described=False, context=None, example=None):
     """A whole number (not a bool) from ``low`` to ``high``: TypeError if it is not a whole
     number, ValueError if it is out of range; the message names the value, the rule, the fix.
 
     ``what`` is an argument's name (``epochs=2.5 is not a whole number ...``), or with
     ``described=True`` a description (``k (shots per class) must be an integer, got 5.0 ...``).
+    ``context`` says why the range is what it is (``this model has 2 blocks``); ``example``
+    is a call that passes a good value (``tk.build_model(task.num_classes)``).
     """
     if not is_integer(value):
-        example = int(value) if isinstance(value, float) and value.is_integer() else low
+        good = int(value) if isinstance(value, float) and value.is_integer() else low
         if described:
             raise TypeError(f"{what} must be an integer, got {value!r}; pass a whole number, "
-                            f"e.g. {example}")
+                            f"e.g. {example or good}")
         raise TypeError(f"{what}={value!r} is not a whole number; pass an integer, e.g. "
-                        f"{what}={example}")
+                        f"{example or f'{what}={good}'}")
     if value < low or (high is not None and value > high):
         bound = f">= {low}" if high is None else f"from {low} to {high}"
         kind = "a value" if described else "an integer"
-        raise ValueError(f"{what}={value!r} is out of range; use {kind} {bound}")
+        why = f" ({context})" if context else ""
+        also = f", e.g. {example}" if example else ""
+        raise ValueError(f"{what}={value!r} is out of range{why}; use {kind} {bound}{also}")
     return int(value)
 
 
-def check_number(value, what, low, high, hint):
-    """A finite number in (``low``, ``high``]; ValueError naming the value and ``hint`` if not."""
+def check_number(value, what, low, high, hint, *, closed=False):
+    """A finite number in (``low``, ``high``] (``[low, high]`` with ``closed=True``), not a
+    bool; ValueError naming the value and ``hint`` if not."""
     try:
-        ok = math.isfinite(float(value)) and low < float(value) <= high
+        number = float(value)
+        ok = (not isinstance(value, bool) and math.isfinite(number)
+              and (low <= number if closed else low < number) and number <= high)
     except (TypeError, ValueError):
         ok = False
     if not ok:
@@ -67,10 +74,19 @@ def check_number(value, what, low, high, hint):
     return float(value)
 
 
-def check_choice(value, what, choices):
-    """``value`` is one of ``choices``; ValueError listing them if not."""
-    if value not in choices:
-        raise ValueError(f"unknown {what} {value!r}; choose one of {list(choices)}")
+def check_choice(value, what, choices, *, described=False):
+    """``value`` is one of ``choices``; ValueError listing them if not.
+
+    ``what`` is an argument's name (``by='x' is unknown; choose one of [...]``), or with
+    ``described=True`` a description (``unknown shift kind 'x'; choose one of [...]``).
+    """
+    try:
+        known = value in choices
+    except TypeError:  # an unhashable value is in no dict
+        known = False
+    if not known:
+        head = f"unknown {what} {value!r}" if described else f"{what}={value!r} is unknown"
+        raise ValueError(f"{head}; choose one of {list(choices)}")
     return value
 
 
@@ -130,9 +146,7 @@ def check_backend():
 def check_preset_env():
     """$TRANSFERKIT_PRESET, if set, names a preset (the message of ``tk.environment.preset``)."""
     name = os.environ.get(ENV_PRESET) or None
-    if name is not None and name not in PRESET_NAMES:
-        raise ValueError(f"{ENV_PRESET}={name!r} is unknown; use one of {sorted(PRESET_NAMES)}")
-    return name
+    return name if name is None else check_choice(name, ENV_PRESET, sorted(PRESET_NAMES))
 
 
 def cache_location():
@@ -151,22 +165,20 @@ def _nearest_existing(path):
     return path
 
 
-def check_cache_location():
-    """The cache folder is a folder, or can be created: checked without creating it."""
-    path = cache_location()
+def _folder_problem(path, *, writable_if_exists=True):
+    """What stops ``path`` being (or becoming) a writable folder, as the words that follow
+    its name in a message, or None; checked without creating anything."""
+    path = Path(path)
     if path.exists() and not path.is_dir():
-        raise OSError(f"cannot use the cache folder {str(path)!r}: it is a file, not a folder; "
-                      f"set {ENV_CACHE} to a writable folder")
+        return "is a file, not a folder"
     existing = _nearest_existing(path)
     if not existing.is_dir():
-        raise OSError(f"cannot create the cache folder {str(path)!r} ({str(existing)!r} is a "
-                      f"file); set {ENV_CACHE} to a writable folder")
-    if existing != Path(os.path.abspath(path)):
+        return f"cannot be created: {str(existing)!r} is a file"
+    if writable_if_exists or existing != Path(os.path.abspath(path)):
         reason = _unwritable(existing)
         if reason:
-            raise OSError(f"cannot create the cache folder {str(path)!r} ({reason}); set "
-                          f"{ENV_CACHE} to a writable folder")
-    return path
+            return f"is not writable ({reason} in {str(existing)!r})"
+    return None
 
 
 def _unwritable(folder):
@@ -179,23 +191,28 @@ def _unwritable(folder):
         return exc.strerror or type(exc).__name__
 
 
+def check_cache_location():
+    """The cache folder is a folder, or can be created: checked without creating it (an
+    existing one may be read-only: a complete cache there still loads)."""
+    path = cache_location()
+    problem = _folder_problem(path, writable_if_exists=False)
+    if problem:
+        raise OSError(f"the cache folder {str(path)!r} {problem}; set {ENV_CACHE} to a "
+                      "writable folder")
+    return path
+
+
 def check_output_folder(path, names=(), option="--out"):
     """``path`` is (or can become) a writable folder, and none of ``names`` in it is a folder.
 
     Checked before any work, writing nothing that stays: no folder is created here.
     """
     path = Path(path)
-    if path.exists() and not path.is_dir():
-        raise OSError(f"{option} {str(path)!r} is a file, not a folder; choose a folder, "
-                      f"e.g. {option} results")
-    existing = _nearest_existing(path)
-    if not existing.is_dir():
-        raise OSError(f"{option} {str(path)!r} cannot be created: {str(existing)!r} is a file; "
-                      f"choose another folder, e.g. {option} results")
-    reason = _unwritable(existing)
-    if reason:
-        raise OSError(f"{option} {str(path)!r} is not writable ({reason} in {str(existing)!r}); "
-                      f"choose a writable folder, e.g. {option} ~/transferkit-results")
+    problem = _folder_problem(path)
+    if problem:
+        example = "~/transferkit-results" if problem.startswith("is not writable") else "results"
+        raise OSError(f"{option} {str(path)!r} {problem}; choose a writable folder, e.g. "
+                      f"{option} {example}")
     for name in names:
         if (path / name).is_dir():
             raise OSError(f"{option} {str(path)!r} holds a folder named {name!r} where the "

@@ -15,11 +15,14 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 
-from .models import feature_extractor
-from .strategies import STRATEGIES
+from .checks import check_choice
 from .datachecks import as_xy
-from .models import forward
+from .models import feature_extractor, forward
+from .strategies import STRATEGIES
 
 __all__ = ["FEW_SHOTS", "MANY_SHOTS", "RANK_KEYS", "SIMILAR", "SIMILARITY_WORDS", "Ranking",
            "Recommendation", "h_score", "logme", "probe_accuracy", "rank_sources",
@@ -101,10 +104,6 @@ def _features(model, data):
 
 def probe_accuracy(train_features, train_labels, val_features, val_labels):
     """Validation accuracy of a logistic regression trained on frozen (standardised) features."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
     f, y = _check_features(train_features, train_labels)
     vf, vy = _check_features(val_features, val_labels)
     probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))
@@ -152,8 +151,7 @@ def rank_sources(candidates, train, val, by="logme"):
     linear probe trains on ``train`` and is scored on ``val`` -- never on test data.
     ``similarity`` = probe accuracy rescaled so 0 is chance and 1 is perfect.
     """
-    if by not in RANK_KEYS:
-        raise ValueError(f"by={by!r}; choose one of {list(RANK_KEYS)}")
+    check_choice(by, "by", RANK_KEYS)
     if not candidates:
         raise ValueError("candidates is empty; pass {name: model} for two or more sources")
     rows = []

@@ -15,10 +15,13 @@ or 1 (a failure while working); ``--debug`` shows the traceback instead.
 from __future__ import annotations
 
 import argparse
+import csv
+import json
 import sys
 import time
 from pathlib import Path
 
+from ._io import save_atomically, write_text
 from .checks import (check_backend, check_cache_location, check_output_folder,
                      check_preset_env)
 from .strategies import BN_MODES, HEAD_LR, STRATEGIES
@@ -132,55 +135,56 @@ def build_parser():
                             "first), train (they train with their blocks)")
         p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
 
+    def command(name, summary, description, example):
+        """A subcommand with its example under its options and the --debug flag."""
+        return commands.add_parser(name, help=summary, description=description,
+                                   epilog=example,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter,
+                                   parents=[debug])
+
     choices = list(STRATEGIES)
-    run = commands.add_parser(
-        "run", help="train one strategy and test it",
-        description="Train one strategy on k shots per class of the digits target and "
-                    "report its test accuracy.",
-        epilog="example:\n  python -m transferkit run --strategy fine_tune_top --shots 5",
-        formatter_class=argparse.RawDescriptionHelpFormatter, parents=[debug])
+
+    def comparison(name, summary, description, example, strategies, **shots):
+        """A subcommand that trains several strategies: --strategies, --shots, training."""
+        p = command(name, summary, description, example)
+        p.add_argument("--strategies", nargs="+", choices=choices, metavar="STRATEGY",
+                       default=strategies, help="any of: " + ", ".join(choices))
+        p.add_argument("--shots", type=SHOTS, **shots)
+        training_options(p)
+        return p
+
+    shots_help = f"labelled images per class, 1 to {TARGET_POOL} (default 5)"
+    run = command(
+        "run", "train one strategy and test it",
+        "Train one strategy on k shots per class of the digits target and report its test "
+        "accuracy.",
+        "example:\n  python -m transferkit run --strategy fine_tune_top --shots 5")
     run.add_argument("--strategy", choices=choices, default="fine_tune_top",
                      help="one of: " + ", ".join(choices) + " (default fine_tune_top)")
-    run.add_argument("--shots", type=SHOTS, default=5,
-                     help=f"labelled images per class, 1 to {TARGET_POOL} (default 5)")
+    run.add_argument("--shots", type=SHOTS, default=5, help=shots_help)
     training_options(run)
 
-    compare = commands.add_parser(
-        "compare", help="train several strategies on the same shots",
-        description="Train several strategies on the same k-shot sample and compare their "
-                    "test accuracy and curves.",
-        epilog="example:\n  python -m transferkit compare --strategies scratch fine_tune_top "
-               "--shots 5", formatter_class=argparse.RawDescriptionHelpFormatter,
-        parents=[debug])
-    compare.add_argument("--strategies", nargs="+", choices=choices, metavar="STRATEGY",
-                         default=["scratch", "feature_extraction", "fine_tune_top"],
-                         help="any of: " + ", ".join(choices))
-    compare.add_argument("--shots", type=SHOTS, default=5,
-                         help=f"labelled images per class, 1 to {TARGET_POOL} (default 5)")
-    training_options(compare)
+    comparison(
+        "compare", "train several strategies on the same shots",
+        "Train several strategies on the same k-shot sample and compare their test accuracy "
+        "and curves.",
+        "example:\n  python -m transferkit compare --strategies scratch fine_tune_top --shots 5",
+        ["scratch", "feature_extraction", "fine_tune_top"], default=5, help=shots_help)
+    comparison(
+        "sweep", "test accuracy against shots per class",
+        "For each strategy and each number of shots, train and test once: how much does "
+        "transfer help as labels get scarce?",
+        "example:\n  python -m transferkit sweep --strategies scratch fine_tune_top "
+        "--shots 1 5 10",
+        ["scratch", "fine_tune_top"], nargs="+", default=[1, 2, 5, 10, 20],
+        help="shots per class to try (default 1 2 5 10 20)").set_defaults(epochs=6)
 
-    sweep_ = commands.add_parser(
-        "sweep", help="test accuracy against shots per class",
-        description="For each strategy and each number of shots, train and test once: how "
-                    "much does transfer help as labels get scarce?",
-        epilog="example:\n  python -m transferkit sweep --strategies scratch fine_tune_top "
-               "--shots 1 5 10", formatter_class=argparse.RawDescriptionHelpFormatter,
-        parents=[debug])
-    sweep_.add_argument("--strategies", nargs="+", choices=choices, metavar="STRATEGY",
-                        default=["scratch", "fine_tune_top"],
-                        help="any of: " + ", ".join(choices))
-    sweep_.add_argument("--shots", nargs="+", type=SHOTS, default=[1, 2, 5, 10, 20],
-                        help="shots per class to try (default 1 2 5 10 20)")
-    training_options(sweep_)
-    sweep_.set_defaults(epochs=6)
-
-    prepare = commands.add_parser(
-        "prepare", help="fill the caches before a class or a CI run",
-        description="Train and cache the source model (if it is not cached yet) and, when "
-                    "online, download optional datasets and pretrained weights.",
-        epilog="examples:\n  python -m transferkit prepare --all-sources\n"
-               "  python -m transferkit prepare --online mnist mobilenet_v3_small",
-        formatter_class=argparse.RawDescriptionHelpFormatter, parents=[debug])
+    prepare = command(
+        "prepare", "fill the caches before a class or a CI run",
+        "Train and cache the source model (if it is not cached yet) and, when online, "
+        "download optional datasets and pretrained weights.",
+        "examples:\n  python -m transferkit prepare --all-sources\n"
+        "  python -m transferkit prepare --online mnist mobilenet_v3_small")
     names = list(ONLINE_NAMES)
     prepare.add_argument("--online", nargs="*", choices=names, default=[], metavar="NAME",
                          help="also download these (needs internet): " + ", ".join(names))
@@ -200,6 +204,7 @@ def build_parser():
 def epoch_line(label):
     """A Keras callback: one line per epoch on stderr (the table goes to stdout), counted
     across phases."""
+    # here, not at the top: it loads Keras, which waits until the arguments are checked
     import keras
 
     class EpochLine(keras.callbacks.Callback):
@@ -237,11 +242,6 @@ def table(rows, columns):
 
 def write_results(out, stem, rows, settings, figure):
     """<stem>.csv, <stem>.json and <stem>.png in ``out``, each written atomically."""
-    import csv
-    import json
-
-    from ._io import save_atomically, write_text
-
     out = Path(out)
     paths = [out / f"{stem}.{suffix}" for suffix in OUTPUTS]
 
@@ -302,11 +302,13 @@ def _load_backend():
 
 
 def _source_weights(args):
+    # here, not at the top: it loads Keras, which waits until the arguments are checked
     from .source import source_model
 
     if args.source_weights is not None:
         needed = [s for s in _strategies(args) if STRATEGIES[s].uses_source]
         if needed and not args.allow_partial:  # refuse a partial transfer before any training
+            # here, not at the top: it loads Keras, which waits until the arguments are checked
             from .data import DIGITS
             from .models import build_model
             from .transfer import PARTIAL_FIX, load_matching_weights
@@ -321,6 +323,7 @@ def _source_weights(args):
 
 
 def _settings(args, weights):
+    # here, not at the top: it loads Keras, which waits until the arguments are checked
     from .environment import describe_device
 
     settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()
@@ -332,6 +335,7 @@ def _settings(args, weights):
 
 def _train_and_test(args, weights, task):
     """run / compare: the same k-shot sample for every strategy, one row each."""
+    # here, not at the top: it loads Keras, which waits until the arguments are checked
     from .data import few_shot
     from .plots import plot_history
     from .evaluation import evaluate
@@ -359,6 +363,7 @@ def _train_and_test(args, weights, task):
 
 
 def _sweep(args, weights, task):
+    # here, not at the top: it loads Keras, which waits until the arguments are checked
     from .plots import plot_sweep
     from .experiments import sweep
 
@@ -380,6 +385,7 @@ def _sweep(args, weights, task):
 
 
 def command_train(args):
+    # here, not at the top: it loads Keras, which waits until the arguments are checked
     from .data import target_task
     from .environment import set_seed
 
@@ -397,6 +403,7 @@ def command_train(args):
 
 
 def command_prepare(args):
+    # here, not at the top: it loads Keras, which waits until the arguments are checked
     from . import online, source
     from .source import source_model
 
@@ -418,6 +425,7 @@ def command_prepare(args):
 
 
 def command_info(args):
+    # here, not at the top: it loads Keras, which waits until the arguments are checked
     import numpy
     import sklearn
 

@@ -13,6 +13,10 @@ import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
+import matplotlib
+from matplotlib.ft2font import FT2Font
+from scipy import ndimage
+from sklearn.datasets import load_digits
 
 from .checks import check_choice, check_integer, check_seed
 
@@ -104,14 +108,11 @@ class Task:
 
 # --------------------------------------------------------------------------- glyphs
 def _font_dir():
-    import matplotlib
     return os.path.join(matplotlib.get_data_path(), "fonts", "ttf")
 
 
 def _center(bitmap, size=IMAGE_SIZE, box=20):
     """Scale a glyph bitmap to fit a ``box``-pixel square and centre it on a canvas."""
-    from scipy import ndimage
-
     img = bitmap.astype(np.float32) / 255.0
     h, w = img.shape
     zoom = box / max(h, w)
@@ -128,8 +129,6 @@ _GLYPH_CACHE: dict = {}
 
 def render_glyphs(chars, fonts=GLYPH_FONTS):
     """Render every char in every font once: array (len(chars), len(fonts), 28, 28)."""
-    from matplotlib.ft2font import FT2Font
-
     key = (tuple(chars), tuple(fonts))
     if key in _GLYPH_CACHE:
         return _GLYPH_CACHE[key]
@@ -153,8 +152,6 @@ def render_glyphs(chars, fonts=GLYPH_FONTS):
 
 def augment(images, rng, strength=1.0):
     """Random affine warp, stroke width and noise: one new image per input image."""
-    from scipy import ndimage
-
     out = np.empty_like(images)
     c = (IMAGE_SIZE - 1) / 2.0
     for n, img in enumerate(images):
@@ -193,9 +190,6 @@ def glyph_dataset(chars, n_per_class, seed=0, fonts=GLYPH_FONTS, strength=1.0, n
 # --------------------------------------------------------------------------- digits
 def handwritten_digits(name="handwritten digits"):
     """scikit-learn's bundled 1,797 real handwritten digits, upscaled 8x8 -> 28x28."""
-    from scipy import ndimage
-    from sklearn.datasets import load_digits
-
     bunch = load_digits()
     small = bunch.images.astype(np.float32) / 16.0
     big = np.stack([ndimage.zoom(im, 20 / 8, order=1) for im in small])
@@ -286,7 +280,7 @@ def shift(dataset, kind, seed=0):
     Labels, class names and order never change; only the pixels do.  ``restyled``
     re-renders each label's character, so it needs glyph class names ('0'..'9', 'A'..'Z').
     """
-    check_choice(kind, "shift kind", SHIFT_KINDS)
+    check_choice(kind, "shift kind", SHIFT_KINDS, described=True)
     rng = np.random.default_rng(check_seed(seed))
     x = dataset.x
     if kind == "inverted":

@@ -1,6 +1,6 @@
 """Where the kit runs: backend, device, seeds and the cache folder.
 
-The lowest layer of the kit: it imports nothing else from ``transferkit``.
+Tier 1: it imports only ``checks`` and ``_numerics`` from the kit.
 """
 from __future__ import annotations
 
@@ -8,8 +8,12 @@ import logging
 import os
 import platform
 import random
+import sys
 from dataclasses import dataclass
 from pathlib import Path
+
+from .checks import (ENV_CACHE, ENV_PRESET, cache_location, check_backend, check_choice,
+                     check_seed)
 
 __all__ = ["ENV_CACHE", "ENV_PRESET", "PRESETS", "Preset", "cache_dir", "cpu_description",
            "describe_device", "device_report", "mixed_precision_active", "numerics_tag",
@@ -30,10 +34,8 @@ def _import_keras_quietly():
     """Import Keras with the process's stderr muted: TensorFlow's C++ start-up lines
     (timestamps, pids) would otherwise land in notebook outputs and differ every run.
     Python errors still surface as exceptions."""
-    import sys
-
-    from .checks import check_backend
     check_backend()  # a bad $KERAS_BACKEND: one line here, not a failure deep inside Keras
+    # Keras is imported here, not at the top: this function mutes stderr around it
     if "keras" in sys.modules or os.environ.get("TRANSFERKIT_VERBOSE_IMPORT"):
         import keras
         return keras
@@ -122,16 +124,13 @@ def _avoid_approximate_instructions():
 
 EXACT_BATCH_NORMALIZATION = EXACT_SOFTMAX = _avoid_approximate_instructions()
 
-ENV_CACHE = "TRANSFERKIT_CACHE"
-
 
 def set_seed(seed=0):
     """Seed Python, NumPy and the Keras backend so a run can be repeated exactly."""
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed={seed!r} must be a non-negative integer, e.g. seed=0")
-    random.seed(int(seed))
-    np.random.seed(int(seed))
-    keras.utils.set_random_seed(int(seed))
+    seed = check_seed(seed)
+    random.seed(seed)
+    np.random.seed(seed)
+    keras.utils.set_random_seed(seed)
 
 
 # With deterministic ops TensorFlow refuses random ops before a seed is set: seed now,
@@ -141,8 +140,6 @@ set_seed(0)
 
 def cache_dir(create=True):
     """Folder for cached models: $TRANSFERKIT_CACHE, else the repo's ``data/cache``."""
-    from .checks import cache_location
-
     path = cache_location()
     if create:
         try:
@@ -237,7 +234,6 @@ def numerics_tag():
 
 
 # --------------------------------------------------------------------------- presets
-ENV_PRESET = "TRANSFERKIT_PRESET"
 
 
 @dataclass(frozen=True)
@@ -270,10 +266,9 @@ def preset(name=None):
         name, source = os.environ.get(ENV_PRESET) or None, ENV_PRESET
     if name is None:
         return PRESETS["gpu" if _gpus() else "cpu"]
-    if not isinstance(name, str) or name not in PRESETS:
-        where = f"{ENV_PRESET}={name!r}" if source == ENV_PRESET else f"preset {name!r}"
-        raise ValueError(f"{where} is unknown; use one of {sorted(PRESETS)}")
-    return PRESETS[name]
+    if source == ENV_PRESET:
+        return PRESETS[check_choice(name, ENV_PRESET, sorted(PRESETS))]
+    return PRESETS[check_choice(name, "preset", sorted(PRESETS), described=True)]
 
 
 def mixed_precision_active():

@@ -14,8 +14,9 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
+from sklearn import metrics
 
-from .checks import check_integer, is_integer
+from .checks import check_choice, check_integer, is_integer
 from .data import Dataset
 from .datachecks import as_xy, check_head_fits, check_pixels, check_xy
 from .history import RunHistory
@@ -52,8 +53,6 @@ def predict_classes(model, data, batch_size=256):
 
 def score_predictions(y_true, y_pred, class_names=None):
     """``Scores`` (accuracy, macro precision / recall / F1, confusion) from labels and predictions."""
-    from sklearn import metrics
-
     y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
     if y_true.shape != y_pred.shape or y_true.ndim != 1 or len(y_true) == 0:
         raise ValueError(f"y_true {y_true.shape} and y_pred {y_pred.shape} must be two 1-D arrays "
@@ -94,8 +93,7 @@ class ClassReport:
 
     def worst(self, n=3, by="f1"):
         """The ``n`` classes with the lowest score ``by`` ('precision', 'recall' or 'f1')."""
-        if by not in ("precision", "recall", "f1"):
-            raise ValueError(f"by={by!r}; choose one of ['precision', 'recall', 'f1']")
+        check_choice(by, "by", ("precision", "recall", "f1"))
         values = getattr(self, by)
         order = np.argsort(values, kind="stable")[:n]
         return [(self.class_names[i], float(values[i])) for i in order]
@@ -109,8 +107,6 @@ class ClassReport:
 
 def class_report(model, data, digits=3):
     """Per-class precision / recall / F1 of ``model`` on ``data`` (a Dataset or (x, y))."""
-    from sklearn import metrics
-
     x, y = as_xy(data, "test data")
     check_xy(model, x, y, "test data")
     check_head_fits(model, data, int(model.outputs[0].shape[-1]))

@@ -7,8 +7,9 @@
 - ``first_layer_filters`` / ``feature_maps``: what the first block looks for;
 - ``snapshot_weights`` / ``weight_change``: which layers moved during fine-tuning.
 
-Layer: after ``training`` and ``source``; plots here use matplotlib only, so
-``plots`` and ``lab`` stay above it.
+Layer: after ``training`` and ``source``; plots here are ``figures.Figure`` s (matplotlib
+only, shown as pictures in Jupyter like those of ``plots``), so ``plots`` and ``lab`` stay
+above it.
 """
 from __future__ import annotations
 
@@ -16,15 +17,22 @@ from dataclasses import dataclass
 
 import keras
 import numpy as np
-from matplotlib.figure import Figure
+from sklearn.decomposition import PCA
+from sklearn.linear_model import LogisticRegression
+from sklearn.manifold import TSNE
+from sklearn.metrics import silhouette_score
+from sklearn.model_selection import StratifiedKFold, cross_val_score
+from sklearn.neighbors import KNeighborsClassifier
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 
+from .checks import check_choice, check_number
 from .data import Dataset
-from .models import check_input, feature_extractor
-from .checks import check_number
 from .datachecks import as_xy
+from .environment import set_seed
 from .evaluation import Scores, score_predictions
-from .figures import check_figure, overlapping_tick_labels
-from .models import forward
+from .figures import Figure, check_figure, overlapping_tick_labels
+from .models import check_input, feature_extractor, forward
 
 EMBEDDING_METHODS = ("pca", "tsne")
 
@@ -59,10 +67,6 @@ def linear_probe(model, train, test, C=1.0, max_iter=2000):
     The features are standardised first (scikit-learn pipeline), so ``C`` means the
     same thing whatever the scale of the backbone's activations.
     """
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
     check_number(C, "C", 0, 1e6, "use a positive regularisation strength such as C=1.0")
     tx, ty = as_xy(train, "training data")
     vx, vy = as_xy(test, "test data")
@@ -80,8 +84,6 @@ def linear_probe(model, train, test, C=1.0, max_iter=2000):
 
 def random_like(model, seed=0):
     """A freshly initialised network of the same architecture (the 'no transfer' control)."""
-    from .environment import set_seed
-
     set_seed(seed)
     return keras.models.clone_model(model)  # clone_model re-initialises every weight
 
@@ -109,22 +111,13 @@ class Embedding:
 
 def knn_accuracy(points, labels, k=5, folds=5, seed=0):
     """Cross-validated k-nearest-neighbour accuracy: how often a point's neighbours share its class."""
-    from sklearn.model_selection import StratifiedKFold, cross_val_score
-    from sklearn.neighbors import KNeighborsClassifier
-
     cv = StratifiedKFold(folds, shuffle=True, random_state=seed)
     return float(cross_val_score(KNeighborsClassifier(k), points, labels, cv=cv).mean())
 
 
 def embed(model, data, method="pca", seed=0, title=""):
     """Map ``data`` through ``model``'s backbone, then to 2-D with PCA or t-SNE (scikit-learn)."""
-    from sklearn.decomposition import PCA
-    from sklearn.manifold import TSNE
-    from sklearn.metrics import silhouette_score
-    from sklearn.preprocessing import StandardScaler
-
-    if method not in EMBEDDING_METHODS:
-        raise ValueError(f"method={method!r} is not known; use one of {list(EMBEDDING_METHODS)}")
+    check_choice(method, "method", EMBEDDING_METHODS)
     if not isinstance(data, Dataset):
         raise TypeError(f"embed needs a tk.Dataset (labels colour the map), got "
                         f"{type(data).__name__}")

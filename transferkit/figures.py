@@ -1,6 +1,14 @@
-"""The check every figure of the kit passes before it is shown: ``check_figure``.
+"""The kit's figures: shown as pictures in Jupyter, and measured before they are shown.
 
-The figure is drawn with the Agg renderer and measured (bounding boxes in display
+``Figure``: the kit never imports pyplot (slow to import, and it keeps global state), so
+nothing sets up IPython's inline backend; a plain ``matplotlib.figure.Figure`` returned from a cell
+would show as the text ``<Figure size ...>``.  ``Figure`` here carries its own
+``_repr_png_``, which any IPython front end (Jupyter, nbclient, nbval, VS Code) asks for:
+every plot of ``plots`` and ``features`` is one, so it displays as a PNG whatever was
+imported, and in what order.  Its text form stays matplotlib's (the class keeps the name).
+
+``check_figure``: the check every figure of the kit passes before it is shown.  The figure
+is drawn with the Agg renderer and measured (bounding boxes in display
 coordinates, no pixels compared).  It fails, with one line naming the figure and what to
 fix, when
 
@@ -20,9 +28,30 @@ its figures; a figure drawn with plain matplotlib in a notebook is checked the s
 """
 from __future__ import annotations
 
-import numpy as np
+import io
 
-__all__ = ["FigureCheckError", "check_figure", "figure_problems", "overlapping_tick_labels"]
+import numpy as np
+from matplotlib.figure import Figure as _MatplotlibFigure
+
+__all__ = ["DPI", "Figure", "FigureCheckError", "check_figure", "figure_png", "figure_problems",
+           "overlapping_tick_labels"]
+
+DPI = 100  # the resolution a figure is shown at (and the PNG bytes figure_png returns)
+
+
+def figure_png(fig, dpi=DPI):
+    """A figure as PNG bytes (what Jupyter shows for it)."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
+    return buffer.getvalue()
+
+
+class Figure(_MatplotlibFigure):
+    """A ``matplotlib.figure.Figure`` that Jupyter shows as a PNG."""
+
+    def _repr_png_(self):
+        return figure_png(self)
+
 
 PAD = 1.0  # pixels of tolerance for edges that touch
 

@@ -36,20 +36,12 @@ NO_LABEL = -1                    # the label of an unlabelled example in pack_ta
 
 # --------------------------------------------------------------------------- distillation
 def _check_temperature_alpha(temperature, alpha):
-    try:
-        t_ok = math.isfinite(float(temperature)) and float(temperature) > 0
-    except (TypeError, ValueError):
-        t_ok = False
-    if not t_ok:
-        raise ValueError(f"temperature={temperature!r} must be a positive number; use e.g. "
-                         "temperature=2.0 (1 = the teacher's plain probabilities, higher = softer)")
-    try:
-        a_ok = 0 <= float(alpha) <= 1
-    except (TypeError, ValueError):
-        a_ok = False
-    if not a_ok:
-        raise ValueError(f"alpha={alpha!r} must be between 0 and 1 (the weight of the hard-label "
-                         "loss; 1 - alpha goes to the teacher's soft labels), e.g. alpha=0.5")
+    check_number(temperature, "temperature", 0, math.inf,
+                 "use a positive number, e.g. temperature=2.0 (1 = the teacher's plain "
+                 "probabilities, higher = softer)")
+    check_number(alpha, "alpha", 0, 1, "use a number from 0 to 1 (the weight of the hard-label "
+                 "loss; 1 - alpha goes to the teacher's soft labels), e.g. alpha=0.5",
+                 closed=True)
 
 
 class DistillationLoss(keras.losses.Loss):
@@ -165,13 +157,8 @@ def distill(student, teacher, train, unlabelled=None, val=None, epochs=10, tempe
 
 # --------------------------------------------------------------------------- L2-SP
 def _check_penalty(alpha):
-    try:
-        ok = math.isfinite(float(alpha)) and float(alpha) >= 0
-    except (TypeError, ValueError):
-        ok = False
-    if not ok:
-        raise ValueError(f"alpha={alpha!r} must be a non-negative number (the L2-SP penalty "
-                         "strength); use e.g. alpha=1e-2, or 0 for no penalty")
+    check_number(alpha, "alpha", 0, math.inf, "use a non-negative number (the L2-SP penalty "
+                 "strength), e.g. alpha=1e-2, or 0 for no penalty", closed=True)
 
 
 class L2SP(keras.regularizers.Regularizer):

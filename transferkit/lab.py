@@ -20,6 +20,7 @@ from types import SimpleNamespace
 
 import keras
 
+from .checks import check_choice, check_integer, check_number
 from .data import few_shot, target_task
 from .models import DEFAULT_WIDTHS
 from .plots import LiveCurves, in_jupyter, run_color
@@ -28,6 +29,7 @@ from .strategies import (BN_MODES, HEAD_LR, STRATEGIES, check_bn_mode, get_strat
 from .evaluation import evaluate
 from .experiments import run_strategy
 from .history import StopSwitch
+from .source import source_model
 from .transfer import param_summary
 
 __all__ = ["BUSY", "COLUMNS", "FRAME_INTERVAL", "NUMERIC", "PLOT", "SETTINGS", "StrategyLab",
@@ -55,6 +57,7 @@ def _current_cell():
     """The execution count of the cell running now (None outside Jupyter)."""
     if not in_jupyter():
         return None
+    # optional: IPython is there only inside a kernel
     from IPython import get_ipython
     return get_ipython().execution_count
 
@@ -96,10 +99,10 @@ class StrategyLab:
 
     def __init__(self, source=None, task=None, strategies=tuple(STRATEGIES), shots=10,
                  learning_rate=HEAD_LR, epochs=10, seed=0, bn_mode="frozen"):
+        # optional: ipywidgets is needed only for the panel
         import ipywidgets as w
 
         if source is None:
-            from .source import source_model
             source = source_model()
         self.source = source
         self.task = task or target_task()
@@ -173,6 +176,7 @@ class StrategyLab:
         self._redraw()
 
     def _ipython_display_(self):
+        # optional: IPython is there only inside a kernel
         from IPython.display import display
         display(self.widget)
 
@@ -251,9 +255,7 @@ class StrategyLab:
                 return None
             try:
                 for name in settings:
-                    if name not in SETTINGS:
-                        raise ValueError(f"unknown setting {name!r}; use one of "
-                                         f"{', '.join(SETTINGS)}")
+                    check_choice(name, "setting", SETTINGS, described=True)
                 for name in sorted(settings, key=SETTINGS.index):  # strategy first: it
                     self._set(name, settings[name])                 # sets the fewest epochs
                 strategy = get_strategy(self.strategy.value)
@@ -416,12 +418,12 @@ class StrategyLab:
             return
         widget = {"shots": self.shots, "learning_rate": self.learning_rate,
                   "epochs": self.epochs, "seed": self.seed}[name]
-        low, high = widget.min, widget.max
         if name == "learning_rate":
             low, high = 10 ** widget.min, 10 ** widget.max
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
-            raise ValueError(f"{name}={value!r} is out of range; use a value from {low:g} to "
-                             f"{high:g}")
+            value = check_number(value, name, low, high, f"use a value from {low:g} to {high:g}",
+                                 closed=True)
+        else:
+            value = check_integer(value, name, widget.min, widget.max)
         widget.value = value
 
     # -- the table -----------------------------------------------------------------------
@@ -484,6 +486,7 @@ def _transferred(report):
 
 def _ipython():
     try:
+        # optional: IPython is there only inside a kernel
         from IPython import get_ipython
     except ImportError:
         return None

@@ -1,7 +1,9 @@
 """The kit's network: a small CNN with named blocks and a replaceable head.
 
-Layer names follow ``block<i>_<part>`` for the backbone and ``head`` for the
-classifier, so blocks can be frozen, inspected and transferred by name.
+Layer names follow ``block<i>_<part>`` for the backbone, ``image`` for the input,
+``features`` for the pooled feature vector and ``head`` for the classifier (``INPUT``,
+``FEATURES``, ``HEAD``: ``online.pretrained_target_model`` builds with the same names), so
+blocks can be frozen, inspected and transferred by name.
 """
 from __future__ import annotations
 
@@ -9,16 +11,31 @@ import keras
 import numpy as np
 from keras import layers
 
-from .checks import is_integer
+from .checks import check_integer, is_integer
 from .data import IMAGE_SIZE
 from .environment import preset
 
-__all__ = ["AUGMENTATION", "DEFAULT_WIDTHS", "HEAD", "augmentation_layers", "block_layers",
-           "block_names", "build_model", "check_input", "feature_extractor", "forward"]
+__all__ = ["AUGMENTATION", "DEFAULT_WIDTHS", "FEATURES", "HEAD", "INPUT", "augmentation_layers",
+           "block_layers", "block_names", "build_model", "check_input", "check_num_classes",
+           "classifier_head", "feature_extractor", "forward"]
 
 DEFAULT_WIDTHS = preset().widths  # (16, 32, 64) on a CPU; wider with the gpu preset
-HEAD = "head"
-AUGMENTATION = "augment"  # the name of the augmentation layers inside a model
+INPUT = "image"        # the input layer
+FEATURES = "features"  # the pooled feature vector the head reads
+HEAD = "head"          # the classifier
+AUGMENTATION = "augment"  # the augmentation layers inside a model (notebook 11)
+
+
+def check_num_classes(num_classes):
+    """A class count a classifier can have: a whole number >= 2."""
+    return check_integer(num_classes, "num_classes", 2,
+                         example="tk.build_model(task.num_classes), the task's class count")
+
+
+def classifier_head(num_classes):
+    """The Dense classifier named ``HEAD``: float32 logits even under mixed precision (the
+    gpu preset on a GPU), since a float16 softmax/loss is unstable."""
+    return layers.Dense(check_num_classes(num_classes), name=HEAD, dtype="float32")
 
 
 def build_model(num_classes, input_shape=(IMAGE_SIZE, IMAGE_SIZE, 1), widths=DEFAULT_WIDTHS,
@@ -33,9 +50,7 @@ def build_model(num_classes, input_shape=(IMAGE_SIZE, IMAGE_SIZE, 1), widths=DEF
     evaluations see the images as they are.  It holds no weights, so weights load by name
     as without it.
     """
-    if not is_integer(num_classes) or num_classes < 2:
-        raise ValueError(f"num_classes={num_classes!r}: a classifier needs an integer >= 2; "
-                         "pass the task's class count, e.g. tk.build_model(task.num_classes)")
+    check_num_classes(num_classes)
     shape = tuple(input_shape) if isinstance(input_shape, (tuple, list)) else None
     if (shape is None or len(shape) != 3 or
             not all(is_integer(d) and d >= 1 for d in shape)):
@@ -55,7 +70,7 @@ def build_model(num_classes, input_shape=(IMAGE_SIZE, IMAGE_SIZE, 1), widths=DEF
         raise ValueError(f"input_shape={input_shape!r} is too small for {len(widths)} blocks: "
                          "the strides and pooling would shrink it to nothing; use images of at "
                          f"least {smallest}x{smallest} pixels (resize them) or fewer widths")
-    inputs = keras.Input(shape=tuple(int(d) for d in shape), name="image")
+    inputs = keras.Input(shape=tuple(int(d) for d in shape), name=INPUT)
     x = inputs if augmentation is None else augmentation(inputs)
     for i, width in enumerate(map(int, widths), start=1):
         x = layers.Conv2D(width, 3, strides=2 if i == 1 else 1, padding="same",
@@ -64,9 +79,8 @@ def build_model(num_classes, input_shape=(IMAGE_SIZE, IMAGE_SIZE, 1), widths=DEF
         x = layers.ReLU(name=f"block{i}_relu")(x)
         if 1 < i < len(widths):
             x = layers.MaxPooling2D(name=f"block{i}_pool")(x)
-    features = layers.GlobalAveragePooling2D(name="features")(x)
-    # float32 logits even under mixed precision (gpu preset): a float16 softmax/loss is unstable
-    outputs = layers.Dense(int(num_classes), name=HEAD, dtype="float32")(features)
+    features = layers.GlobalAveragePooling2D(name=FEATURES)(x)
+    outputs = classifier_head(num_classes)(features)
     return keras.Model(inputs, outputs, name=name)
 
 
@@ -137,7 +151,7 @@ def block_layers(model, block):
 
 def feature_extractor(model):
     """A model sharing ``model``'s backbone that outputs the pooled feature vector."""
-    return keras.Model(model.input, model.get_layer("features").output,
+    return keras.Model(model.input, model.get_layer(FEATURES).output,
                        name=f"{model.name}_features")
 
 

@@ -21,6 +21,7 @@ import socket
 import tarfile
 import threading
 import urllib.parse
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,8 +30,9 @@ import numpy as np
 
 from ._io import save_atomically, shown
 from .checks import check_choice
-from .data import DIGITS, Dataset, Task
+from .data import DIGITS, IMAGE_SIZE, Dataset, Task
 from .environment import cache_dir
+from .models import FEATURES, INPUT, check_num_classes, classifier_head
 
 __all__ = ["BACKBONE_FILES", "DEFAULT_TIMEOUT", "ENV_OFFLINE", "KERAS_APPS_URL",
            "KERAS_DATASETS_URL", "MIN_BACKBONE_SIZE", "ONLINE_DATASETS", "OfflineError",
@@ -114,7 +116,7 @@ def _path(file):
 
 
 def _choose(key, table, what):
-    return table[check_choice(key, what, table)]
+    return table[check_choice(key, what, table, described=True)]
 
 
 def online_file_paths(name):
@@ -123,8 +125,7 @@ def online_file_paths(name):
         return [_path(f) for f in ONLINE_DATASETS[name].files]
     if name in BACKBONE_FILES:
         return [_path(BACKBONE_FILES[name])]
-    raise ValueError(f"unknown online file set {name!r}; choose one of "
-                     f"{list(ONLINE_DATASETS) + list(BACKBONE_FILES)}")
+    check_choice(name, "online file set", [*ONLINE_DATASETS, *BACKBONE_FILES], described=True)
 
 
 def is_cached(name):
@@ -147,8 +148,6 @@ def _offline(file, what, alternative, reason):
 
 def _proxy_for(url):
     """(host, port) of the HTTP(S) proxy urllib would use for ``url``, else None."""
-    import urllib.request
-
     scheme = urllib.parse.urlsplit(url).scheme
     proxy = urllib.request.getproxies().get(scheme)
     if not proxy or urllib.request.proxy_bypass(_host(url)[0]):
@@ -362,25 +361,24 @@ def pretrained_backbone(name="mobilenet_v3_small", input_size=96, timeout=DEFAUL
     return model
 
 
-def pretrained_target_model(backbone, num_classes, input_shape=(28, 28, 1), scale=None,
-                            name="pretrained_target"):
+def pretrained_target_model(backbone, num_classes, input_shape=(IMAGE_SIZE, IMAGE_SIZE, 1),
+                            scale=None, name="pretrained_target"):
     """A new classifier for the kit's images on top of a frozen ``backbone``.
 
     The images are resized to the backbone's input, grey is repeated to RGB when the
     backbone wants three channels, and pixel values are multiplied by ``scale``
     (default: 255 for a Keras Applications model, which rescales inside, else 1).
-    The pooled features are named ``features`` and the new classifier ``head``, as in
-    the kit's own models, so ``tk.compile_model``, ``tk.fit`` and ``tk.evaluate`` apply.
+    The input, the pooled features and the new classifier carry the kit's own models' names
+    (``models.INPUT``, ``FEATURES``, ``HEAD``), so ``tk.compile_model``, ``tk.fit`` and ``tk.evaluate`` apply.
     """
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
-        raise ValueError(f"num_classes={num_classes!r}: a classifier needs an integer >= 2")
+    check_num_classes(num_classes)
     want = tuple(backbone.inputs[0].shape[1:])
     if len(want) != 3:
         raise ValueError(f"backbone {backbone.name!r} takes inputs of shape {want}; "
                          "pass an image model (height, width, channels)")
     if scale is None:
         scale = 255.0 if backbone.name.lower().startswith("mobilenet") else 1.0
-    inputs = keras.Input(shape=tuple(input_shape), name="image")
+    inputs = keras.Input(shape=tuple(input_shape), name=INPUT)
     x = inputs
     if tuple(input_shape[:2]) != want[:2]:
         x = keras.layers.Resizing(want[0], want[1], name="resize")(x)
@@ -394,10 +392,10 @@ def pretrained_target_model(backbone, num_classes, input_shape=(28, 28, 1), scal
     backbone.trainable = False
     x = backbone(x, training=False)  # BatchNorm stays in inference mode, as in notebook 03
     if len(x.shape) == 4:
-        x = keras.layers.GlobalAveragePooling2D(name="features")(x)
+        x = keras.layers.GlobalAveragePooling2D(name=FEATURES)(x)
     else:
-        x = keras.layers.Identity(name="features")(x)
-    outputs = keras.layers.Dense(num_classes, name="head")(x)
+        x = keras.layers.Identity(name=FEATURES)(x)
+    outputs = classifier_head(num_classes)(x)
     return keras.Model(inputs, outputs, name=name)
 
 

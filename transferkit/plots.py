@@ -1,21 +1,24 @@
 """Loss curves (live while training in Jupyter, static otherwise) and image grids."""
 from __future__ import annotations
 
+import io
 import time
 
 import keras
 import numpy as np
-from matplotlib.figure import Figure
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.lines import Line2D
+from PIL import Image as PILImage
 
 from .checks import check_integer
 from .evaluation import Mistakes
-from .figures import FigureCheckError, check_figure, overlapping_tick_labels
+from .figures import Figure, FigureCheckError, check_figure, overlapping_tick_labels
 from .history import METRICS, RunHistory
 
 __all__ = ["CLIP_FACTOR", "COLORS", "MIN_AXES_RIGHT", "FigureCheckError", "LiveCurves",
-           "check_figure", "figure_png", "in_jupyter", "loss_limit", "plot_bars",
-           "plot_confusion", "plot_history", "plot_mistakes", "plot_sweep", "run_color",
-           "show_augmented", "show_images"]
+           "check_figure", "in_jupyter", "loss_limit", "plot_bars", "plot_confusion",
+           "plot_history", "plot_mistakes", "plot_sweep", "run_color", "show_augmented",
+           "show_images"]
 
 # Twelve distinct run colours; run i keeps colour i for as long as it is on the plot.
 COLORS = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown",
@@ -32,30 +35,12 @@ def run_color(i):
 def in_jupyter():
     """True inside a Jupyter kernel (where a figure can be updated in place)."""
     try:
+        # optional: IPython is there only inside a kernel
         from IPython import get_ipython
     except ImportError:
         return False
     shell = get_ipython()
     return shell is not None and shell.__class__.__name__ == "ZMQInteractiveShell"
-
-
-def figure_png(fig, dpi=100):
-    """A figure as PNG bytes (what Jupyter shows for it)."""
-    import io
-
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
-    return buffer.getvalue()
-
-
-def _show_figures_as_pictures():
-    """Jupyter shows a returned ``Figure`` as a picture only once pyplot's inline backend is
-    set up; the kit never imports pyplot (it is slow to import and keeps global state), so
-    it tells IPython itself how to show one."""
-    if in_jupyter():
-        from IPython import get_ipython
-        formatter = get_ipython().display_formatter.formatters["image/png"]
-        formatter.for_type(Figure, figure_png)
 
 
 def _finite_max(histories, keys=("loss", "val_loss")):
@@ -93,8 +78,6 @@ def _draw(fig, histories, xmax=None, loss_top=None, tight=True, label_phases_of=
     never print over each other.  ``xmax`` / ``loss_top`` fix the axes' limits (live
     curves keep them); ``tight=False`` uses fixed margins instead of the slower tight layout.
     """
-    from matplotlib.lines import Line2D
-
     fig.clear()
     axes = fig.subplots(1, 2)
     auto_top, clipped = loss_limit(histories)
@@ -165,7 +148,6 @@ def _draw(fig, histories, xmax=None, loss_top=None, tight=True, label_phases_of=
 def _renderer(fig):
     """A renderer to measure text with (figures made with ``Figure()`` have none yet)."""
     if not hasattr(fig.canvas, "get_renderer"):
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
         FigureCanvasAgg(fig)
     return fig.canvas.get_renderer()
 
@@ -218,7 +200,6 @@ class LiveCurves(keras.callbacks.Callback):
     def __init__(self, label="run", previous=(), min_interval=1.0, figsize=(10, 3.5),
                  epochs=None, dpi=80, on_frame=None, legend="right"):
         super().__init__()
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
 
         self.current = RunHistory(label)
         self.previous = list(previous)
@@ -344,9 +325,6 @@ class LiveCurves(keras.callbacks.Callback):
             artist.axes.draw_artist(artist)
 
     def _png(self):
-        import io
-
-        from PIL import Image as PILImage
         buffer = io.BytesIO()
         image = PILImage.frombuffer("RGBA", self._canvas.get_width_height(),
                                     self._canvas.buffer_rgba(), "raw", "RGBA", 0, 1)
@@ -357,6 +335,7 @@ class LiveCurves(keras.callbacks.Callback):
         if self.on_frame is not None:
             self.on_frame(png)
             return
+        # optional: IPython is there only inside a kernel
         from IPython.display import Image, display
         image = Image(data=png)
         if self._handle is None:
@@ -564,5 +543,3 @@ def show_augmented(augmentation, images, *, copies=5, title=None):
     fig.tight_layout()
     return check_figure(fig, "show_augmented")
 
-
-_show_figures_as_pictures()

@@ -19,11 +19,11 @@ import hashlib
 from dataclasses import dataclass
 
 import numpy as np
+from sklearn.linear_model import LogisticRegression
 
 from .data import glyph_dataset
 from .environment import set_seed
-from .models import build_model
-from .models import forward
+from .models import build_model, forward
 from .training import compile_model, fit
 from .transfer import freeze
 
@@ -55,8 +55,6 @@ def _hash(*arrays):
 
 def numerics_fingerprint():
     """A ``Fingerprint`` of this machine's floating-point results (about 4 s on a 2-core CPU)."""
-    from sklearn.linear_model import LogisticRegression
-
     data = glyph_dataset("ABCDEFGHIJ", 20, seed=0, name="fingerprint")  # 200 images
     set_seed(0)
     model = build_model(10, name="fingerprint")

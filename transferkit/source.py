@@ -15,9 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import keras
+import numpy as np
 
 from ._io import shown, write_text
-from .data import source_task
+from .checks import check_choice
+from .data import Dataset, Task, shift, source_task
 from .environment import (ENV_CACHE, Preset, cache_dir, mixed_precision_active, numerics_tag,
                           preset, set_seed)
 from .models import build_model
@@ -80,10 +82,8 @@ SOURCE_TASKS = {
 def resolve_recipe(recipe):
     """A recipe dict, given one or the name of one in ``SOURCE_RECIPES``; checked."""
     if isinstance(recipe, str):
-        if recipe not in SOURCE_RECIPES:
-            raise ValueError(f"unknown source recipe {recipe!r}; choose one of "
-                             f"{list(SOURCE_RECIPES)} or pass a recipe dict")
-        return SOURCE_RECIPES[recipe]
+        return SOURCE_RECIPES[check_choice(recipe, "source recipe", SOURCE_RECIPES,
+                                           described=True)]
     if not isinstance(recipe, dict) or recipe.get("task") not in SOURCE_TASKS:
         task = recipe.get("task") if isinstance(recipe, dict) else recipe
         raise ValueError(f"source recipe task {task!r} is unknown; use one of "
@@ -93,10 +93,6 @@ def resolve_recipe(recipe):
 
 def recipe_task(recipe=SOURCE_RECIPE):
     """The source task a recipe trains on (test labels always stay true)."""
-    import numpy as np
-
-    from .data import Dataset, Task, shift
-
     recipe = resolve_recipe(recipe)
     task = source_task(train_per_class=recipe["train_per_class"])
     kind = recipe["task"]
@@ -175,7 +171,7 @@ def _read_info(meta, recipe):
 @contextlib.contextmanager
 def _lock(path):
     try:
-        import fcntl
+        import fcntl  # optional: POSIX only
     except ImportError:  # Windows: atomic publish alone still prevents torn files
         yield
         return

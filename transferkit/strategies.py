@@ -16,6 +16,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from .checks import check_choice
+
 # Keras-free, so the command line lists the strategies (and checks --epochs against their
 # phases) without importing the backend.  ScaledAdam, the discriminative optimizer, lives in
 # training.py.
@@ -29,6 +31,12 @@ DEFAULT_BLOCKS = ("block1", "block2", "block3")  # the kit's CNN in both presets
 # The fine-tuning recipe's constants, the only place they are written.
 HEAD_LR = 1e-2             # the head's (base) learning rate
 FINE_TUNE_SCALE = 1 / 30   # fine-tuning learning rate relative to the head's
+# Not yet one number with the notebooks: 04, 06 and 07 (and benchmarks/beyond.py,
+# transfer_gain.py) pass finetune_lr=3e-4, i.e. 1e-2 / 33, explicitly, while the strategies
+# (05, 08, 09, the lab, the command line) fine-tune at HEAD_LR * FINE_TUNE_SCALE = 3.33e-4.
+# Either side moving to the other changes the committed numbers of three notebooks (and
+# the claims they check), so it waits for a re-execution of all notebooks: then set
+# FINE_TUNE_SCALE = 3 / 100 (05, 08, 09 change) or drop the explicit rates (04, 06, 07).
 DEPTH_DECAY = 1 / 3        # discriminative: each block nearer the input learns 3x slower
 
 # What a transfer strategy does with the source's BatchNorm layers (``bn_mode=``):
@@ -135,9 +143,9 @@ def get_strategy(name):
     if isinstance(name, Strategy):
         return name
     for s in STRATEGIES.values():
-        if name in (s.key, s.title):
+        if name == s.title:
             return s
-    raise ValueError(f"unknown strategy {name!r}; choose one of {list(STRATEGIES)}")
+    return STRATEGIES[check_choice(name, "strategy", STRATEGIES, described=True)]
 
 
 def split_epochs(phases, epochs):

@@ -11,8 +11,10 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import h5py
 import numpy as np
 
+from .checks import check_integer
 from ._io import WEIGHTS_SUFFIX, os_error_reason, save_atomically
 from .checks import check_integer
 from .models import HEAD, block_layers, block_names, check_input
@@ -53,8 +55,6 @@ def save_model(model, path):
 # --------------------------------------------------------------------------- loading
 def read_weights_file(path):
     """{layer name: [arrays]} from a Keras 3 ``.weights.h5`` file."""
-    import h5py
-
     _check_weights_name(path)
     path = Path(path)
     if not path.exists():
@@ -201,9 +201,8 @@ def _shapes(shapes):
 def _resolve_blocks(model, blocks, top):
     available = block_names(model)
     if top is not None:
-        if isinstance(top, bool) or not isinstance(top, int) or not 0 <= top <= len(available):
-            raise ValueError(f"top={top!r} is out of range: this model has {len(available)} "
-                             f"blocks ({available}); use 0..{len(available)}")
+        check_integer(top, "top", 0, len(available),
+                      context=f"this model has {len(available)} blocks: {available}")
         return available[len(available) - top:] if top else []
     if blocks is None:
         return available

@@ -7,7 +7,7 @@ digits, shifted with ``tk.shift_task(task, kind)`` for each kind of ``tk.SHIFT_K
 labelled images train (k = 10 per class); the whole shifted training pool, labels unused,
 is the unlabelled target data that ``bn_mode="adapt"`` re-estimates BatchNorm on.  Every
 run is ``tk.run_strategy`` with the kit's defaults (12 epochs, head rate 1e-2, fine-tuning
-at 1/30 of it), no validation pass, scored on the shifted test split (1,000 images):
+at 3/100 of it), no validation pass, scored on the shifted test split (1,000 images):
 
   scratch                       run_strategy("scratch")
   feature extraction, frozen    run_strategy("feature_extraction")              (bn_mode="frozen")

@@ -30,13 +30,7 @@ DEFAULT_BLOCKS = ("block1", "block2", "block3")  # the kit's CNN in both presets
 
 # The fine-tuning recipe's constants, the only place they are written.
 HEAD_LR = 1e-2             # the head's (base) learning rate
-FINE_TUNE_SCALE = 1 / 30   # fine-tuning learning rate relative to the head's
-# Not yet one number with the notebooks: 04, 06 and 07 (and benchmarks/beyond.py,
-# transfer_gain.py) pass finetune_lr=3e-4, i.e. 1e-2 / 33, explicitly, while the strategies
-# (05, 08, 09, the lab, the command line) fine-tune at HEAD_LR * FINE_TUNE_SCALE = 3.33e-4.
-# Either side moving to the other changes the committed numbers of three notebooks (and
-# the claims they check), so it waits for a re-execution of all notebooks: then set
-# FINE_TUNE_SCALE = 3 / 100 (05, 08, 09 change) or drop the explicit rates (04, 06, 07).
+FINE_TUNE_SCALE = 3 / 100  # fine-tuning learning rate relative to the head's: 3e-4
 DEPTH_DECAY = 1 / 3        # discriminative: each block nearer the input learns 3x slower
 
 # What a transfer strategy does with the source's BatchNorm layers (``bn_mode=``):
@@ -128,9 +122,9 @@ STRATEGIES = {s.key: s for s in (
     Strategy("feature_extraction", "feature extraction", True,
              "transferred backbone frozen; only the new head trains"),
     Strategy("fine_tune_top", "fine-tune top block", True,
-             "head first, then the top block too at a 30x lower learning rate"),
+             "head first, then the top block too at a 33x lower learning rate"),
     Strategy("fine_tune_all", "fine-tune all", True,
-             "head first, then every block at a 30x lower learning rate"),
+             "head first, then every block at a 33x lower learning rate"),
     Strategy("gradual_unfreezing", "gradual unfreezing", True,
              "head first, then one more block per phase, top down"),
     Strategy("discriminative", "discriminative rates", True,

@@ -248,8 +248,8 @@ def recommend_strategy(shots_per_class, similarity):
             "validation data"])
     return Recommendation("scratch", k, sim, [
         f"similarity {sim:.2f} < {SIMILAR}: the source's features fit the target poorly",
-        "measured in the kit (notebook 08): from every mismatched source, feature extraction "
-        "and fine-tuning all blocks ended 14-29 points below scratch at 10 shots per class -- "
-        "a frozen or gently tuned backbone keeps the mismatch",
+        "measured in the kit (notebook 08, which prints the gaps): from mismatched sources, "
+        "transfer ended far below scratch at 10 shots per class -- a frozen or gently tuned "
+        "backbone keeps the mismatch",
         "try another source first (rank candidates with tk.rank_sources); compare any transfer "
         "run with scratch on validation data"])

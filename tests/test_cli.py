@@ -203,3 +203,27 @@ def test_the_lazy_package_hands_out_the_public_names(monkeypatch):
     for missing in ("nope", "_api", "__wrapped__", "logme"):  # logme: tk.choosing.logme
         with pytest.raises(AttributeError):
             transferkit.__getattr__(missing)
+
+
+@pytest.mark.parametrize("argv, shots", [
+    (["sweep", "--shots", "1", "all", "--pool", "60"], [1, 60]),
+    (["run", "--shots", "all"], 40),
+    (["compare", "--shots", "55", "--pool", "200"], 55),
+])
+def test_shots_all_and_a_larger_pool_resolve_before_training(tmp_path, argv, shots):
+    parser = cli.build_parser()
+    args = parser.parse_args(argv + ["--out", str(tmp_path / "out")])
+    cli.preflight(parser, args)
+    assert args.shots == shots
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["run", "--shots", "61", "--pool", "60"], "'61' is out of range; use an integer from 1 to 60"),
+    (["sweep", "--shots", "1", "many"], "'many' is not a number of shots"),
+    (["run", "--pool", "0"], "'0' is out of range; use an integer from 1 to 1000"),
+])
+def test_shots_beyond_the_pool_are_refused_naming_it(argv, expected, capsys):
+    with pytest.raises(SystemExit) as caught:
+        cli.main(argv)
+    assert caught.value.code == 2
+    assert expected in capsys.readouterr().err

@@ -104,6 +104,11 @@ def test_sweep_returns_one_row_per_strategy_and_size(small_task, source_file):
     assert len(fig.axes[0].lines) == 2
 
 
+def test_sweep_all_shots_is_the_whole_pool(small_task):
+    rows = tk.sweep(["scratch"], small_task, shots=(1, "all"), epochs=1)
+    assert [r["shots"] for r in rows] == [1, 4]  # 4 training images per class
+
+
 # --------------------------------------------------------------------------- the lab
 @pytest.fixture()
 def lab(small_task, source_file):

@@ -27,11 +27,12 @@ from .checks import (check_backend, check_cache_location, check_output_folder,
 from .strategies import BN_MODES, HEAD_LR, STRATEGIES
 
 __all__ = ["COMMANDS", "DEFAULT_TIMEOUT", "EPILOG", "EPOCHS", "KIT", "ONLINE_NAMES", "OUTPUTS",
-           "SEED", "SHOTS", "TARGET_POOL", "TIMEOUT", "TRAINING", "Parser", "build_parser",
+           "MAX_POOL", "SEED", "SHOTS", "TARGET_POOL", "TIMEOUT", "TRAINING", "Parser", "build_parser",
            "command_info", "command_prepare", "command_train", "epoch_line", "main", "one_line",
            "preflight", "table", "write_results"]
 
-TARGET_POOL = 40  # training images per class in tk.target_task(): the most shots possible
+TARGET_POOL = 40  # training images per class in tk.target_task(): the default --pool
+MAX_POOL = 1000   # --pool: the glyphs are generated, a larger target costs only time
 # online.ONLINE_DATASETS and online.BACKBONE_FILES, and online.DEFAULT_TIMEOUT, named here so
 # the parser needs no Keras (tests/test_cli.py keeps them in step)
 ONLINE_NAMES = ("mnist", "fashion_mnist", "cifar10", "mobilenet_v3_small")
@@ -84,7 +85,31 @@ def _learning_rate(text):
     return value
 
 
-SHOTS = _bounded(int, 1, TARGET_POOL, f" (the target task has {TARGET_POOL} images per class)")
+def SHOTS(text):
+    """--shots: an integer, or 'all' (the whole pool); checked against --pool in preflight."""
+    if text == "all":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a number of shots; use an integer from 1 to {TARGET_POOL} "
+            f"(the target task's --pool) or 'all'") from None
+
+
+def resolve_shots(shots, pool):
+    """``shots`` with 'all' replaced by ``pool``; the error text if one is out of range."""
+    out = []
+    for k in (shots if isinstance(shots, list) else [shots]):
+        k = pool if k == "all" else k
+        if not 1 <= k <= pool:
+            return None, (f"argument --shots: '{k}' is out of range; use an integer from 1 to "
+                          f"{pool} (the target task has {pool} images per class; --pool sets "
+                          "it) or 'all'")
+        out.append(k)
+    return (out if isinstance(shots, list) else out[0]), None
+
+
 EPOCHS = _bounded(int, 1, 10_000, ", e.g. 12")
 SEED = _bounded(int, 0, None, ", e.g. 0")
 TIMEOUT = _bounded(float, 0.1, 600.0, ", e.g. 5")
@@ -119,6 +144,9 @@ def build_parser():
                             "(default 1e-2)")
         p.add_argument("--seed", type=SEED, default=0, help="seed for sampling and "
                        "initialisation: the same seed repeats a run exactly (default 0)")
+        p.add_argument("--pool", type=_bounded(int, 1, MAX_POOL, ", e.g. 200"),
+                       default=TARGET_POOL, help="training images per class generated for "
+                       f"the digits target, the most --shots can take (default {TARGET_POOL})")
         p.add_argument("--test-per-class", type=_bounded(int, 1, 1000, ", e.g. 100"),
                        default=100, help="test images per class (default 100)")
         p.add_argument("--source-weights", type=Path, default=None, metavar="FILE",
@@ -153,7 +181,7 @@ def build_parser():
         training_options(p)
         return p
 
-    shots_help = f"labelled images per class, 1 to {TARGET_POOL} (default 5)"
+    shots_help = "labelled images per class, 1 to --pool, or 'all' (default 5)"
     run = command(
         "run", "train one strategy and test it",
         "Train one strategy on k shots per class of the digits target and report its test "
@@ -177,7 +205,7 @@ def build_parser():
         "example:\n  python -m transferkit sweep --strategies scratch fine_tune_top "
         "--shots 1 5 10",
         ["scratch", "fine_tune_top"], nargs="+", default=[1, 2, 5, 10, 20],
-        help="shots per class to try (default 1 2 5 10 20)").set_defaults(epochs=6)
+        help="shots per class to try, 'all' for the whole pool (default 1 2 5 10 20)").set_defaults(epochs=6)
 
     prepare = command(
         "prepare", "fill the caches before a class or a CI run",
@@ -281,6 +309,10 @@ def preflight(parser, args):
                      "with tk.save_weights, or leave the option out to use the cached source "
                      "model")
     if args.command in TRAINING:
+        args.shots, problem = resolve_shots(args.shots, args.pool)
+        if problem:  # the subcommand's help: it lists --shots and --pool
+            parser.exit(2, f"transferkit: error: {problem} (see {parser.prog} {args.command} "
+                           "--help)\n")
         for key in _strategies(args):
             need = STRATEGIES[key].min_epochs()
             if args.epochs < need:
@@ -391,7 +423,7 @@ def command_train(args):
 
     start = time.perf_counter()
     weights = _source_weights(args)
-    task = target_task(test_per_class=args.test_per_class)
+    task = target_task(train_per_class=args.pool, test_per_class=args.test_per_class)
     set_seed(args.seed)
     rows, figure = (_sweep if args.command == "sweep" else _train_and_test)(args, weights, task)
     print(table(rows, ["strategy", "shots", "accuracy", "macro_f1", "seconds"]))

@@ -179,6 +179,9 @@ def sweep(strategies, task, *, shots=(1, 2, 5, 10, 20, 40), source_weights=None,
           unlabelled=None):
     """Test accuracy of each strategy for each number of shots per class (one seed).
 
+    ``shots``: images per class; ``"all"`` is the whole training pool (its smallest class).
+    A larger pool: ``tk.target_task(train_per_class=200)``.
+
     ``bn_mode`` and ``unlabelled``: as for ``run_strategy``, for every transfer strategy.
 
     Returns a list of dicts (strategy, shots, accuracy, macro_f1, seconds, transfer).
@@ -195,12 +198,14 @@ def sweep(strategies, task, *, shots=(1, 2, 5, 10, 20, 40), source_weights=None,
     if isinstance(shots, (str, bytes)) or not hasattr(shots, "__iter__") or not list(shots):
         raise ValueError(f"shots={shots!r}: pass a non-empty list of shots per class, "
                          "e.g. shots=(1, 5, 10)")
-    shots = list(shots)
+    given = list(shots)
     most = min(task.train.counts())
+    shots = [most if k == "all" else k for k in given]
     for k in shots:
         if not is_integer(k) or not 1 <= k <= most:
-            raise ValueError(f"shots={shots!r} holds {k!r}; use integers from 1 to {most} "
-                             f"(the fewest images of a class in {task.train.name!r})")
+            raise ValueError(f"shots={given!r} holds {k!r}; use integers from 1 to {most} "
+                             f"(the fewest images of a class in {task.train.name!r}) or 'all', "
+                             "or a larger pool: tk.target_task(train_per_class=200)")
     check_rate(learning_rate, example="1e-2")
     check_integer(epochs, "epochs", 1, MAX_EPOCHS)
     _check_unlabelled(bn_mode, unlabelled)

@@ -38,10 +38,9 @@ BACKENDS = ("tensorflow", "jax", "torch")
 def worker(data_file, epochs, batch_size):
     """Runs in the child process: train once, print one JSON line prefixed with '@@'."""
     t0 = time.perf_counter()
+    import transferkit as tk  # first: portable numerics before NumPy and TensorFlow load
     import keras
     import numpy as np
-
-    import transferkit as tk
     imported = time.perf_counter() - t0
 
     data = np.load(data_file)

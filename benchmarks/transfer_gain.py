@@ -260,8 +260,8 @@ def main(argv=None):
     t0 = time.perf_counter()
     load_start = os.getloadavg()
 
+    import transferkit as tk  # first: portable numerics before NumPy and TensorFlow load
     import keras
-    import transferkit as tk
 
     device = tk.device_report()
     print(tk.describe_device())

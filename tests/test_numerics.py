@@ -143,3 +143,20 @@ def test_batch_normalization_uses_no_approximate_instruction():
     before = np.asarray(layer.gamma).copy()
     model.fit(x, np.zeros_like(x), epochs=1, batch_size=32, verbose=0)
     assert not np.array_equal(before, np.asarray(layer.gamma))
+
+
+def test_every_benchmark_imports_the_kit_before_numpy_and_keras():
+    """A benchmark that loads Keras or NumPy first measures native numerics and says
+    "portable, incomplete" in its JSON: its numbers would not repeat on another CPU."""
+    import re
+    from pathlib import Path
+
+    first = re.compile(r"^\s*(import|from) (keras|numpy|tensorflow|torch|jax)\b")
+    for path in sorted((Path(__file__).resolve().parents[1] / "benchmarks").glob("*.py")):
+        lines = path.read_text().splitlines()
+        kit = next((i for i, line in enumerate(lines)
+                    if re.match(r"^\s*import transferkit\b", line)), None)
+        early = next((i for i, line in enumerate(lines) if first.match(line)), None)
+        if early is not None:
+            assert kit is not None and kit < early, \
+                f"{path.name}:{early + 1} imports {lines[early].strip()!r} before transferkit"

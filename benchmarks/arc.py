@@ -1,0 +1,230 @@
+#!/usr/bin/env python
+"""Which strategy wins at which target size? The feature-extraction / fine-tuning / scratch arc.
+
+Source: ``tk.source_model()`` (the cached letters model).  Target: ``tk.target_task`` digits
+with a larger generated pool (``--pool``, default 200 training images per class; the kit's
+default task holds 40).  For every number of shots k (``--shots``; ``all`` = the whole pool)
+and seed, ``tk.few_shot(task.train, k, seed)`` trains, and every run is ``tk.run_strategy``
+with the defaults a learner gets (12 epochs, head rate 1e-2, fine-tuning at 3/100 of it, no
+validation pass), scored on the test split (1,000 images):
+
+  scratch      run_strategy("scratch")
+  feature      run_strategy("feature_extraction")               BatchNorm frozen
+  ft_top       run_strategy("fine_tune_top")                    BatchNorm frozen
+  ft_all       run_strategy("fine_tune_all")                    BatchNorm frozen
+  ft_all_bn    run_strategy("fine_tune_all", bn_mode="train")   BatchNorm trains in phase 2
+
+Prints mean ± sample std per k and method, the best method per k (where it changes: the
+crossovers), and three checks from issue 14, each PASS or FAIL on the means of 3 seeds:
+
+  few shots    at some k <= 5 the best transfer method beats scratch by >= 25 points
+  fine-tuning  at some k >= 20 a fine-tuning method beats feature extraction by >= 3 points
+  plenty       with the whole pool, scratch is within 5 points of the best method
+
+    python -m benchmarks.arc                              # k = 1 5 20 50 all; seeds 0 1 2
+    python -m benchmarks.arc --shots 1 all --seeds 1      # a quick look
+
+Writes benchmarks/results/arc.{json,csv} atomically.  Exit status 0 whatever the checks say
+(they report what the kit does; the issue tracks the bar).
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import math
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from benchmarks.domain_adaptation import run_one, to_csv  # CSV columns as there (shift 'none')
+from benchmarks.transfer_gain import git_commit, sha256, snapshot_source
+
+HERE = Path(__file__).resolve().parent
+METHODS = {  # key: (strategy, bn_mode)
+    "scratch": ("scratch", "frozen"),
+    "feature": ("feature_extraction", "frozen"),
+    "ft_top": ("fine_tune_top", "frozen"),
+    "ft_all": ("fine_tune_all", "frozen"),
+    "ft_all_bn": ("fine_tune_all", "train"),
+}
+LABELS = {"scratch": "scratch", "feature": "feature extr.", "ft_top": "fine-tune top",
+          "ft_all": "fine-tune all", "ft_all_bn": "fine-tune all, BN trains"}
+FINE_TUNING = ("ft_top", "ft_all", "ft_all_bn")
+CHECK_SEEDS = 3
+
+
+def summarise(rows):
+    out = []
+    for k in dict.fromkeys(r["shots"] for r in rows):
+        for method in METHODS:
+            acc = [r["accuracy"] for r in rows if r["shots"] == k and r["method"] == method]
+            if acc:
+                out.append({"shots": k, "method": method, "n": len(acc),
+                            "accuracy_mean": statistics.fmean(acc),
+                            "accuracy_std": statistics.stdev(acc) if len(acc) > 1
+                            else float("nan")})
+    return out
+
+
+def mean(summary, k, method):
+    s = next((s for s in summary if s["shots"] == k and s["method"] == method), None)
+    return None if s is None else s["accuracy_mean"]
+
+
+def best_per_k(summary):
+    """[(k, best method, its mean)] in the order of the sweep."""
+    out = []
+    for k in dict.fromkeys(s["shots"] for s in summary):
+        here = [s for s in summary if s["shots"] == k]
+        top = max(here, key=lambda s: s["accuracy_mean"])
+        out.append((k, top["method"], top["accuracy_mean"]))
+    return out
+
+
+def crossovers(best):
+    """The target sizes at which the best method changes: [(k, from, to)]."""
+    return [(k, prev, now) for (_, prev, _), (k, now, _) in zip(best, best[1:]) if now != prev]
+
+
+def checks(summary, n_seeds, pool):
+    """The three checks of issue 14 (points = accuracy percentage points)."""
+    ks = list(dict.fromkeys(s["shots"] for s in summary))
+    out = []
+
+    def gap(k, better, worse):
+        a = [mean(summary, k, m) for m in better]
+        a = [x for x in a if x is not None]
+        b = mean(summary, k, worse)
+        return None if not a or b is None else 100 * (max(a) - b)
+
+    transfer = [m for m in METHODS if m != "scratch"]
+    few = [(k, gap(k, transfer, "scratch")) for k in ks if k <= 5]
+    few = [(k, g) for k, g in few if g is not None]
+    out.append(("few shots: best transfer - scratch >= 25 points at some k <= 5", few, 25))
+    ft = [(k, gap(k, FINE_TUNING, "feature")) for k in ks if k >= 20]
+    ft = [(k, g) for k, g in ft if g is not None]
+    out.append(("fine-tuning: best fine-tuning - feature extr. >= 3 points at some k >= 20",
+                ft, 3))
+    plenty = []
+    if pool in ks and mean(summary, pool, "scratch") is not None:
+        best = max(s["accuracy_mean"] for s in summary if s["shots"] == pool)
+        plenty = [(pool, 100 * (mean(summary, pool, "scratch") - best) + 5)]
+    out.append(("plenty: scratch within 5 points of the best with the whole pool "
+                "(margin shown)", plenty, 0))
+    verdicts = []
+    for name, values, threshold in out:
+        ok = any(g >= threshold for _, g in values)
+        status = ("PASS" if ok else "FAIL") if values and n_seeds >= CHECK_SEEDS else "SKIP"
+        verdicts.append({"check": name, "status": status, "threshold": threshold,
+                         "values": [{"shots": k, "points": g} for k, g in values]})
+    return verdicts
+
+
+def table(summary):
+    methods = [m for m in METHODS if any(s["method"] == m for s in summary)]
+    lines = [f"{'shots':>6}" + "".join(f"{LABELS[m]:>26}" for m in methods) + "   best"]
+    for k, top, _ in best_per_k(summary):
+        cells = []
+        for m in methods:
+            s = next((s for s in summary if s["shots"] == k and s["method"] == m), None)
+            std = "-" if s is None or math.isnan(s["accuracy_std"]) \
+                else f"{100 * s['accuracy_std']:.1f}"
+            cells.append(("-" if s is None else f"{100 * s['accuracy_mean']:.1f} ± {std}")
+                         .rjust(26))
+        lines.append(f"{k:>6}" + "".join(cells) + f"   {LABELS[top]}")
+    return "\n".join(lines)
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--shots", nargs="+", default=["1", "5", "20", "50", "all"],
+                   help="labelled images per class; 'all' = the whole pool")
+    p.add_argument("--pool", type=int, default=200, help="training images per class (200)")
+    p.add_argument("--methods", nargs="+", choices=list(METHODS), default=list(METHODS))
+    p.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 (default 3)")
+    p.add_argument("--out", type=Path, default=HERE / "results")
+    p.add_argument("--name", default="arc")
+    args = p.parse_args(argv)
+    if args.seeds < 1 or args.pool < 1:
+        p.error("--seeds and --pool must be >= 1")
+    shots = []
+    for k in args.shots:
+        if k == "all":
+            shots.append(args.pool)
+        elif k.isdigit() and 1 <= int(k) <= args.pool:
+            shots.append(int(k))
+        else:
+            p.error(f"--shots holds {k!r}; use integers from 1 to --pool ({args.pool}) or 'all'")
+    args.shots = list(dict.fromkeys(shots))
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    started = _dt.datetime.now().astimezone()
+    t0 = time.perf_counter()
+    load_start = os.getloadavg()
+    commit = git_commit(HERE.parent)  # at the start: the code that ran
+    import transferkit as tk  # first: portable numerics before NumPy and TensorFlow load
+    import keras
+
+    device = tk.device_report()
+    print(tk.describe_device())
+    src = tk.source_model()
+    folder = tempfile.TemporaryDirectory(prefix="arc-")
+    weights = snapshot_source(tk, src, Path(folder.name))
+    task = tk.target_task(train_per_class=args.pool)
+    print(f"target: {task.train.name}, {len(task.train)} training images "
+          f"({args.pool} per class), {len(task.test)} test images")
+    methods = {m: METHODS[m] for m in args.methods}
+    rows, total = [], len(args.shots) * args.seeds * len(methods)
+    for k in args.shots:
+        for seed in range(args.seeds):
+            for method in methods:
+                row = {"shift": "none", **run_one(tk, keras, method, weights, task, k, seed,
+                                                  methods=METHODS)}
+                rows.append(row)
+                print(f"[{len(rows):>3}/{total}] k={k:<4} seed={seed} {LABELS[method]:<26} "
+                      f"accuracy {100 * row['accuracy']:5.1f}%  {row['seconds']:5.1f} s",
+                      flush=True)
+    summary = summarise(rows)
+    best = best_per_k(summary)
+    verdicts = checks(summary, args.seeds, args.pool)
+    print(f"\nTest accuracy (%), mean ± sample std over {args.seeds} seed(s); "
+          f"pool {args.pool} per class:")
+    print(table(summary))
+    cross = crossovers(best)
+    print("\nCrossovers: " + ("; ".join(f"at k={k} {LABELS[b]} overtakes {LABELS[a]}"
+                                         for k, a, b in cross) or "none (one method best at every k)"))
+    for v in verdicts:
+        vals = ", ".join(f"k={x['shots']}: {x['points']:+.1f}" for x in v["values"]) or "no data"
+        print(f"{v['status']}  {v['check']}  [{vals}]")
+    result = {
+        "benchmark": "arc",
+        "started": started.isoformat(timespec="seconds"),
+        "wall_seconds": time.perf_counter() - t0,
+        "loadavg_start": load_start, "loadavg_end": os.getloadavg(),
+        "device": device,
+        "transferkit": {"version": tk.__version__, "commit": commit},
+        "config": {"shots": args.shots, "pool_per_class": args.pool, "methods": methods,
+                   "seeds": list(range(args.seeds)), "test_images": len(task.test)},
+        "source": {"weights": src.weights_path.name, "snapshot_sha256": sha256(weights)},
+        "summary": summary, "best": [{"shots": k, "method": m, "accuracy_mean": a}
+                                     for k, m, a in best],
+        "crossovers": [{"shots": k, "from": a, "to": b} for k, a, b in cross],
+        "checks": verdicts, "runs": rows,
+    }
+    from transferkit._io import json_safe, write_text
+    json_path, csv_path = args.out / f"{args.name}.json", args.out / f"{args.name}.csv"
+    write_text(json_path, json.dumps(json_safe(result), indent=1) + "\n")
+    write_text(csv_path, to_csv(rows))
+    print(f"\nWrote {json_path} and {csv_path} ({result['wall_seconds']:.0f} s in all)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

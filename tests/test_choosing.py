@@ -83,9 +83,10 @@ def test_rank_sources_validates():
 
 @pytest.mark.parametrize("shots, similarity, expected", [
     (5, "high", "feature_extraction"),
-    (40, 0.9, "feature_extraction"),
-    (100, "high", "fine_tune_top"),
-    (1000, 0.7, "fine_tune_all"),
+    (20, 0.9, "feature_extraction"),
+    (50, "high", "fine_tune_all"),
+    (100, 0.7, "scratch"),
+    (1000, 0.7, "scratch"),
     (5, "low", "scratch"),
     (5, 0.6, "scratch"),
     (1000, 0.1, "scratch"),
@@ -96,6 +97,39 @@ def test_recommend_strategy_branches(shots, similarity, expected):
     text = str(rec)
     assert text.startswith(f"Recommended: {tk.STRATEGIES[expected].title}")
     assert "Why:" in text and len(rec.reasons) >= 2
+    assert (rec.bn_mode == "train") == (expected == "fine_tune_all")
+    assert ("bn_mode='train'" in text.splitlines()[0]) == (rec.bn_mode == "train")
+
+
+def test_recommender_thresholds_rest_on_the_committed_arc():
+    """FEW_SHOTS and PLENTY_SHOTS say what benchmarks/arc.py measured (3 seeds): feature
+    extraction best or within the seeds' spread up to FEW_SHOTS, fine-tuning all blocks with
+    BatchNorm training clearly ahead of it in between, scratch best from PLENTY_SHOTS on."""
+    import json
+    from pathlib import Path
+
+    from transferkit.choosing import FEW_SHOTS, PLENTY_SHOTS
+
+    arc = json.loads((Path(__file__).resolve().parents[1] / "benchmarks" / "results"
+                      / "arc.json").read_text())
+    assert len(arc["config"]["seeds"]) == 3 and arc["device"]["numerics"] == "portable"
+    cells = {(s["shots"], s["method"]): (s["accuracy_mean"], s["accuracy_std"])
+             for s in arc["summary"]}
+    shots = sorted({k for k, _ in cells})
+    assert any(FEW_SHOTS < k < PLENTY_SHOTS for k in shots) and max(shots) >= PLENTY_SHOTS
+    for k in shots:
+        here = {m: v for (kk, m), v in cells.items() if kk == k}
+        best = max(here, key=lambda m: here[m][0])
+        (fe, fe_std), (bn, bn_std) = here["feature"], here["ft_all_bn"]
+        expected = tk.recommend_strategy(k, "high")
+        if k <= FEW_SHOTS:
+            assert here[best][0] - fe <= max(here[best][1], fe_std), (k, best, here)
+            assert expected.strategy == "feature_extraction"
+        elif k < PLENTY_SHOTS:
+            assert bn - fe > max(bn_std, fe_std) and best == "ft_all_bn", (k, here)
+            assert (expected.strategy, expected.bn_mode) == ("fine_tune_all", "train")
+        else:
+            assert best == "scratch" and expected.strategy == "scratch", (k, here)
 
 
 @pytest.mark.parametrize("shots, similarity, match", [

@@ -24,7 +24,7 @@ from .datachecks import as_xy
 from .models import feature_extractor, forward
 from .strategies import STRATEGIES
 
-__all__ = ["FEW_SHOTS", "MANY_SHOTS", "RANK_KEYS", "SIMILAR", "SIMILARITY_WORDS", "Ranking",
+__all__ = ["FEW_SHOTS", "MANY_SHOTS", "PLENTY_SHOTS", "RANK_KEYS", "SIMILAR", "SIMILARITY_WORDS", "Ranking",
            "Recommendation", "h_score", "logme", "probe_accuracy", "rank_sources",
            "recommend_strategy"]
 
@@ -174,8 +174,11 @@ SIMILARITY_WORDS = {"high": 0.85, "low": 0.2}
 # (a linear probe on 10 shots), the mismatched sources of notebook 08 0.2-0.6 -- and even
 # the 0.6 one ended 14 points below scratch (benchmarks/beyond.py, section negative).
 SIMILAR = 0.65         # similarity at or above this counts as a similar source
-FEW_SHOTS = 40         # the kit measured feature extraction ahead of scratch up to 40 shots (nb 05)
-MANY_SHOTS = 400       # past this, every layer has enough data to adapt
+# Target sizes from the kit's arc (benchmarks/arc.py, results/arc.json: the letters source,
+# digits with 200 per class, 3 seeds; tests/test_choosing.py checks them against that file):
+FEW_SHOTS = 20         # up to here feature extraction is best or within the seeds' spread of it
+PLENTY_SHOTS = 100     # from here scratch beats every transfer strategy on the kit's tasks
+MANY_SHOTS = PLENTY_SHOTS  # the earlier name
 
 
 @dataclass
@@ -184,6 +187,7 @@ class Recommendation:
     shots_per_class: int
     similarity: float
     reasons: list = field(default_factory=list)
+    bn_mode: str = "frozen"       # for tk.run_strategy(..., bn_mode=) and the lab
 
     @property
     def title(self):
@@ -191,7 +195,9 @@ class Recommendation:
 
     def __str__(self):
         why = "\n".join(f"  - {r}" for r in self.reasons)
-        return (f"Recommended: {self.title} ({self.strategy!r}) for {self.shots_per_class} shots "
+        how = f"{self.strategy!r}" + (f", bn_mode={self.bn_mode!r}" if self.bn_mode != "frozen"
+                                      else "")
+        return (f"Recommended: {self.title} ({how}) for {self.shots_per_class} shots "
                 f"per class, source similarity {self.similarity:.2f}\nWhy:\n{why}")
 
     def _repr_pretty_(self, p, cycle):
@@ -219,7 +225,9 @@ def recommend_strategy(shots_per_class, similarity):
 
     ``similarity``: 'high' / 'low' or a number in [0, 1], e.g. a ranking's
     ``similarity`` (linear-probe accuracy above chance).  The rules follow the kit's
-    own measurements (benchmarks/transfer_gain.py, notebook 05's sweep, notebook 08).
+    own measurements: the arc of a similar source over target sizes (benchmarks/arc.py,
+    notebook 09) and the mismatched sources of notebook 08.  ``bn_mode`` of the result is the
+    BatchNorm mode to run the strategy with.
     """
     if isinstance(shots_per_class, bool) or not isinstance(shots_per_class, (int, np.integer)) \
             or shots_per_class < 1:
@@ -231,20 +239,24 @@ def recommend_strategy(shots_per_class, similarity):
                "the target's classes"]
         if k <= FEW_SHOTS:
             return Recommendation("feature_extraction", k, sim, why + [
-                f"{k} <= {FEW_SHOTS} shots per class: too few to move a backbone safely; in the "
-                "kit's runs feature extraction beat two-phase fine-tuning at 1-10 shots and "
-                "scratch at 1-40 shots (benchmarks/transfer_gain.py, notebook 05)",
+                f"{k} <= {FEW_SHOTS} shots per class: in the kit's arc (benchmarks/arc.py, 3 "
+                "seeds) feature extraction was best at 1-5 shots, and fine-tuning within the "
+                "seeds' spread of it up to 20: too few labels to move a backbone reliably",
                 "a frozen backbone also cannot forget the source task"])
-        if k <= MANY_SHOTS:
-            return Recommendation("fine_tune_top", k, sim, why + [
-                f"{k} shots per class: enough to adapt the top block at a low rate after "
-                "training the head, while the general lower blocks stay as they are",
-            "beyond the kit's measured range (1-40 shots): the usual guideline, check it on "
-            "validation data"])
-        return Recommendation("fine_tune_all", k, sim, why + [
-            f"{k} > {MANY_SHOTS} shots per class: enough data to adapt every block "
-            "(head first, then all blocks at a low rate)",
-            "beyond the kit's measured range (1-40 shots): the usual guideline, check it on "
+        if k < PLENTY_SHOTS:
+            return Recommendation("fine_tune_all", k, sim, why + [
+                f"{FEW_SHOTS} < {k} < {PLENTY_SHOTS} shots per class: enough to adapt every "
+                "block; in the kit's arc fine-tuning all blocks with BatchNorm training beat "
+                "feature extraction by more than the seeds' spread at 50 shots",
+                "bn_mode='train': the BatchNorm statistics follow the target as the blocks move "
+                "(with them frozen it was no better than feature extraction there)"],
+                bn_mode="train")
+        return Recommendation("scratch", k, sim, why + [
+            f"{k} >= {PLENTY_SHOTS} shots per class: in the kit's arc scratch beat every "
+            "transfer strategy from 100 shots on (the kit's small CNN learns the ten digits "
+            "from 1,000 images; the transferred ones keep letter features)",
+            "unlike the usual rule (fine-tune when data is plenty): a larger network or a "
+            "harder target moves this point; compare with fine_tune_all, bn_mode='train' on "
             "validation data"])
     return Recommendation("scratch", k, sim, [
         f"similarity {sim:.2f} < {SIMILAR}: the source's features fit the target poorly",

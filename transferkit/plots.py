@@ -455,7 +455,10 @@ def _lying_bars(names, values, title, value_label, name_label, figsize):
 
 
 def plot_sweep(rows, figsize=(7, 3.5)):
-    """Test accuracy against shots per class, one line per strategy (from ``tk.sweep``)."""
+    """Test accuracy against shots per class, one line per strategy (from ``tk.sweep``).
+
+    Rows that carry ``accuracy_std`` (a mean over seeds, e.g. ``benchmarks/arc.py``'s
+    summary) get error bars of one standard deviation."""
     if not rows:
         raise ValueError("plot_sweep got no rows: there is nothing to plot; pass the list "
                          "that tk.sweep(...) returned, with at least one strategy and size")
@@ -463,9 +466,11 @@ def plot_sweep(rows, figsize=(7, 3.5)):
     ax = fig.subplots()
     names = list(dict.fromkeys(r["strategy"] for r in rows))
     for i, name in enumerate(names):
-        pts = sorted((r["shots"], r["accuracy"]) for r in rows if r["strategy"] == name)
-        ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-", color=COLORS[i % len(COLORS)],
-                label=name)
+        pts = sorted((r["shots"], r["accuracy"], r.get("accuracy_std") or 0.0)
+                     for r in rows if r["strategy"] == name)
+        ax.errorbar([p[0] for p in pts], [p[1] for p in pts],
+                    yerr=[p[2] for p in pts] if any(p[2] for p in pts) else None,
+                    fmt="o-", capsize=3, color=COLORS[i % len(COLORS)], label=name)
     ax.set_xscale("log")
     shots = sorted({r["shots"] for r in rows})
     ax.set_xticks(shots, labels=[str(s) for s in shots])

@@ -50,7 +50,7 @@ from .knowledge import (DistillationLoss, attach_l2sp, distill, l2sp_penalty, pa
                         teacher_logits, unlabelled_rest)
 from .evaluation import complexity
 # 08 when transfer fails
-from .data import SHIFT_KINDS, shift
+from .data import SHIFT_KINDS, shift, shift_task
 from .source import SOURCE_TASKS
 from .experiments import run_strategy
 from .failures import accuracy_under_shift, forgetting, with_head

@@ -119,6 +119,8 @@ BREAKS = {
     ("09", "with 5 or fewer labels"): [{"feature_best_at": [1]}],
     ("09", "at 50 per class"): [{"gain_50": 0.001}],
     ("09", "from 100 per class on"): [{"scratch_best_at": [200]}],
+    ("09", "from letters-rich, the best"): [{"rich_lowest": -0.5}],
+    ("09", "from the kit's letters, it falls"): [{"letters_lowest": 0.5}],
     ("11", "the augmentation layers change images only"): [{"inference_change": 0.2},
                                                            {"training_change": 0.0},
                                                            {"prediction_change": 0.001}],

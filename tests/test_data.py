@@ -73,6 +73,29 @@ def test_handwritten_digits():
     assert not ds.x[:, :4].any() and not ds.x[:, 24:].any()
 
 
+def test_low_resolution_blurs_about_the_given_fraction_like_the_handwritten_digits():
+    images = tk.data.glyph_dataset("AB", 50, seed=0).x
+    out = tk.data.low_resolution(images, np.random.default_rng(0), fraction=0.5)
+    assert out.shape == images.shape and out.dtype == np.float32 and images is not out
+    assert 0.0 <= out.min() and out.max() <= 1.0
+    changed = np.array([not np.array_equal(a, b) for a, b in zip(images, out)])
+    assert 35 <= changed.sum() <= 65  # of 100
+    assert np.array_equal(out[~changed], images[~changed])
+    # blurred as handwritten_digits is: outside the 20x20 box stays black
+    assert not out[changed][:, :4].any() and not out[changed][:, 24:].any()
+    none = tk.data.low_resolution(images, np.random.default_rng(0), fraction=0.0)
+    assert np.array_equal(none, images)
+
+
+def test_the_rich_source_task_has_52_letters_and_its_recipe_its_own_cache_key():
+    task = tk.data.rich_source_task(train_per_class=3, val_per_class=1, test_per_class=1)
+    assert task.num_classes == 52 and len(task.train) == 156
+    assert task.class_names[:2] == ("A", "B") and task.class_names[26:28] == ("a", "b")
+    recipe = tk.SOURCE_RECIPES["letters-rich"]
+    assert tk.source.recipe_task(dict(recipe, train_per_class=2)).num_classes == 52
+    assert tk.source.recipe_key(recipe) != tk.source.recipe_key(tk.SOURCE_RECIPE)
+
+
 def test_dataset_rejects_label_count_mismatch():
     x = np.zeros((4, 28, 28, 1), np.float32)
     with pytest.raises(ValueError, match="4 images but 3 labels"):

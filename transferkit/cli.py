@@ -217,8 +217,8 @@ def build_parser():
     prepare.add_argument("--online", nargs="*", choices=names, default=[], metavar="NAME",
                          help="also download these (needs internet): " + ", ".join(names))
     prepare.add_argument("--all-sources", action="store_true",
-                         help="also the cheap alternative sources notebooks 08 and 09 compare "
-                              "(tk.SOURCE_RECIPES; about 20 s more the first time)")
+                         help="also the alternative sources notebooks 08 and 09 compare and "
+                              "the rich one (tk.SOURCE_RECIPES; about 90 s more the first time)")
     prepare.add_argument("--timeout", type=TIMEOUT, default=DEFAULT_TIMEOUT,
                          help="seconds to wait for a server before giving up (default 5)")
 

@@ -22,8 +22,8 @@ from .checks import check_choice, check_integer, check_seed
 
 __all__ = ["DIGITS", "GLYPH_FONTS", "IMAGE_SIZE", "LOWERCASE", "RESTYLE_FONTS", "SHIFT_KINDS",
            "UPPERCASE", "Dataset", "Task", "augment", "few_shot", "glyph_dataset", "glyph_task",
-           "handwritten_digits", "render_glyphs", "shift", "shift_task", "source_task", "split",
-           "target_task"]
+           "handwritten_digits", "low_resolution", "render_glyphs", "rich_source_task", "shift",
+           "shift_task", "source_task", "split", "target_task"]
 
 IMAGE_SIZE = 28
 UPPERCASE = string.ascii_uppercase
@@ -240,11 +240,23 @@ def split(dataset, fractions=(0.7, 0.15, 0.15), seed=0):
 
 
 # --------------------------------------------------------------------------- tasks
+def low_resolution(images, rng, fraction=0.5):
+    """A random ``fraction`` of the images blurred as ``handwritten_digits`` makes its own: the
+    20x20 glyph box shrunk to 8x8 and zoomed back (soft, blocky strokes); the rest unchanged."""
+    out = np.array(images, dtype=np.float32, copy=True)
+    for n in np.flatnonzero(rng.random(len(out)) < fraction):
+        small = ndimage.zoom(out[n, 4:24, 4:24, 0], 8 / 20, order=1)
+        out[n, :, :, 0] = 0.0
+        out[n, 4:24, 4:24, 0] = np.clip(ndimage.zoom(small, 20 / 8, order=1), 0, 1)[:20, :20]
+    return out
+
+
 def glyph_task(chars, train_per_class, val_per_class, test_per_class, seed, name,
-               description=""):
+               description="", strength=1.0):
     """A task of rendered glyphs; each split is an independent draw (its own seed)."""
     check_seed(seed)
-    splits = [glyph_dataset(chars, n, seed=seed * 10 + i, name=f"{name} {part}")
+    splits = [glyph_dataset(chars, n, seed=seed * 10 + i, strength=strength,
+                            name=f"{name} {part}")
               for i, (n, part) in enumerate(((train_per_class, "train"), (val_per_class, "val"),
                                              (test_per_class, "test")))]
     return Task(name, *splits, description=description)
@@ -254,6 +266,18 @@ def source_task(train_per_class=120, val_per_class=10, test_per_class=40, seed=1
     """Source: the 26 capital letters A-Z, printed in 21 fonts, warped and noisy."""
     return glyph_task(UPPERCASE, train_per_class, val_per_class, test_per_class, seed, "letters",
                       "26 capital letters rendered from matplotlib's fonts, randomly warped")
+
+
+def rich_source_task(train_per_class=200, val_per_class=5, test_per_class=20, seed=1):
+    """A source that reaches further: 52 letters (A-Z, a-z), warped harder (strength 1.3), and
+    half of every split blurred to 8x8 and back as ``handwritten_digits`` is."""
+    task = glyph_task(UPPERCASE + LOWERCASE, train_per_class, val_per_class, test_per_class,
+                      seed, "letters, rich", "52 letters, warped harder, half of them blurred "
+                      "to 8x8 and back", strength=1.3)
+    rng = np.random.default_rng(seed)
+    return Task(task.name, *(Dataset(low_resolution(part.x, rng), part.y, part.class_names,
+                                     part.name) for part in (task.train, task.val, task.test)),
+                description=task.description)
 
 
 def target_task(train_per_class=40, val_per_class=10, test_per_class=100, seed=2):

@@ -1,6 +1,8 @@
 """Feature transfer (features.py): linear probe, embeddings, filters, weight change."""
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 from matplotlib.figure import Figure
@@ -172,3 +174,38 @@ def test_weight_change_rejects_bad_arguments():
         tk.weight_change(a, b)
     with pytest.raises(TypeError, match="tk.weight_change"):
         tk.plot_weight_change([0.1, 0.2])
+
+
+def test_coral_gives_source_features_the_target_mean_and_covariance():
+    rng = np.random.default_rng(0)
+    fs = rng.normal(size=(4000, 3)) @ np.array([[2.0, 0, 0], [0.5, 1, 0], [0, 0, 0.2]])
+    ft = rng.normal(size=(4000, 3)) @ np.array([[0.3, 0, 0], [0, 3, 0], [1, 0, 1]]) + 5.0
+    out = tk.coral(fs, ft, eps=1e-6)
+    assert out.shape == fs.shape and out.dtype == np.float32
+    np.testing.assert_allclose(out.mean(axis=0), ft.mean(axis=0), atol=1e-3)
+    np.testing.assert_allclose(np.cov(out, rowvar=False), np.cov(ft, rowvar=False), atol=1e-2)
+
+
+def test_coral_lets_a_classifier_trained_on_the_source_work_on_a_shifted_target():
+    from sklearn.linear_model import LogisticRegression
+
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 2, 600)
+    fs = rng.normal(size=(600, 2)) * 0.6 + np.where(y[:, None] == 1, [1.5, 0.0], [-1.5, 0.0])
+    # the target domain: the same classes, stretched and moved (labels unknown to CORAL)
+    ft = fs * [3.0, 0.5] + [6.0, -2.0]
+    plain = LogisticRegression().fit(fs, y).score(ft, y)
+    aligned = LogisticRegression().fit(tk.coral(fs, ft), y).score(ft, y)
+    assert plain < 0.7 < 0.95 < aligned, (plain, aligned)
+
+
+@pytest.mark.parametrize("fs, ft, needle", [
+    (np.zeros((5, 3)), np.zeros((5, 4)), "got (5, 3) and (5, 4)"),
+    (np.zeros(5), np.zeros((5, 1)), "got (5,) and (5, 1)"),
+    (np.zeros((1, 3)), np.zeros((5, 3)), "n >= 2"),
+])
+def test_coral_refuses_features_that_cannot_be_aligned(fs, ft, needle):
+    with pytest.raises(ValueError, match=re.escape(needle)):
+        tk.coral(fs, ft)
+    with pytest.raises(ValueError, match=r"eps=0 is out of range"):
+        tk.coral(np.ones((3, 2)), np.ones((3, 2)), eps=0)

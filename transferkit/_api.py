@@ -42,9 +42,9 @@ from .experiments import sweep
 from .plots import plot_sweep
 from .lab import StrategyLab
 # 06 feature transfer
-from .features import (embed, extract_features, feature_maps, first_layer_filters, linear_probe,
-                       plot_embeddings, plot_feature_maps, plot_filters, plot_weight_change,
-                       random_like, snapshot_weights, weight_change)
+from .features import (coral, embed, extract_features, feature_maps, first_layer_filters,
+                       linear_probe, plot_embeddings, plot_feature_maps, plot_filters,
+                       plot_weight_change, random_like, snapshot_weights, weight_change)
 # 07 knowledge transfer: distillation, L2-SP
 from .knowledge import (DistillationLoss, attach_l2sp, distill, l2sp_penalty, pack_targets,
                         teacher_logits, unlabelled_rest)

@@ -2,6 +2,8 @@
 
 - ``extract_features`` / ``linear_probe``: the frozen backbone as a fixed feature
   extractor, scored with a scikit-learn logistic regression (a *linear probe*);
+- ``coral``: align labelled source-domain features to unlabelled target-domain ones
+  (CORAL: match the mean and covariance) before a probe is trained on them;
 - ``embed``: a 2-D map (PCA or t-SNE) of examples through a network, with a k-NN
   accuracy and a silhouette score so two maps can be compared by number;
 - ``first_layer_filters`` / ``feature_maps``: what the first block looks for;
@@ -44,6 +46,32 @@ def extract_features(model, data, batch_size=256):
     check_input(model, x)
     # training=False inside predict: BatchNorm uses its moving statistics, nothing updates
     return forward(feature_extractor(model), x, batch_size)
+
+
+def _symmetric_power(c, power):
+    values, vectors = np.linalg.eigh(c)
+    return (vectors * np.clip(values, 1e-12, None) ** power) @ vectors.T
+
+
+def coral(source_features, target_features, *, eps=1.0):
+    """CORAL (Sun, Feng and Saenko, 2016): ``source_features`` re-coloured to the target's
+    second-order statistics, for a classifier trained on them to work on the target domain.
+
+    Centred source features are whitened by their covariance and re-coloured by the target's
+    (each plus ``eps`` times the identity, as in the paper), then moved to the target's mean.
+    ``target_features`` need no labels: e.g. the features of unlabelled shifted images.
+    Returns an array shaped like ``source_features``.
+    """
+    check_number(eps, "eps", 0, 1e6, "use a small positive regulariser such as eps=1.0")
+    fs, ft = (np.asarray(f, dtype=np.float64) for f in (source_features, target_features))
+    if fs.ndim != 2 or ft.ndim != 2 or fs.shape[1] != ft.shape[1] or min(len(fs), len(ft)) < 2:
+        raise ValueError(f"coral needs two feature matrices (n, d) with the same d and n >= 2, "
+                         f"got {fs.shape} and {ft.shape}; pass tk.extract_features(model, ...) "
+                         "of the labelled source images and of the unlabelled target images")
+    eye = eps * np.eye(fs.shape[1])
+    whiten = _symmetric_power(np.cov(fs, rowvar=False) + eye, -0.5)
+    recolour = _symmetric_power(np.cov(ft, rowvar=False) + eye, 0.5)
+    return ((fs - fs.mean(axis=0)) @ whiten @ recolour + ft.mean(axis=0)).astype(np.float32)
 
 
 @dataclass
@@ -305,7 +333,7 @@ def plot_weight_change(changes, title="relative weight change", figsize=(6, 3)):
     return check_figure(fig, "plot_weight_change")
 
 
-__all__ = ["EMBEDDING_METHODS", "Embedding", "ProbeResult", "embed", "extract_features",
+__all__ = ["EMBEDDING_METHODS", "Embedding", "ProbeResult", "coral", "embed", "extract_features",
            "feature_maps", "first_layer_filters", "knn_accuracy", "linear_probe",
            "plot_embeddings", "plot_feature_maps", "plot_filters", "plot_weight_change",
            "random_like", "snapshot_weights", "weight_change"]

@@ -14,7 +14,7 @@ validation pass), scored on the test split (1,000 images):
   ft_top       run_strategy("fine_tune_top")                    BatchNorm frozen
   ft_all       run_strategy("fine_tune_all")                    BatchNorm frozen
   ft_all_bn    run_strategy("fine_tune_all", bn_mode="train")   BatchNorm trains in phase 2
-  ft_all_bn_fast  (only if asked) tk.fine_tune(..., finetune_lr=1e-3, bn_mode="train")
+  ft_all_bn_fast  (only if asked) run_strategy("fine_tune_all", bn_mode="train", finetune_lr=1e-3)
 
 ``--target handwritten``: scikit-learn's 1,797 real handwritten digits instead (split 70/15/15;
 ``all`` = the smallest class of the training split): does the letters source reach them?

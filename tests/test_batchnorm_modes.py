@@ -151,3 +151,29 @@ def test_sweep_records_the_bn_mode(small_task, source_file):
     rows = tk.sweep(["feature_extraction"], small_task, shots=[1], source_weights=source_file,
                     epochs=1, bn_mode="adapt")
     assert rows[0]["bn_mode"] == "adapt" and 0 <= rows[0]["accuracy"] <= 1
+
+
+def test_run_strategy_finetune_lr_is_the_fine_tune_recipe_at_that_rate(small_task, source_file):
+    """run_strategy("fine_tune_all", finetune_lr=...) trains exactly what tk.fine_tune does by
+    hand with the same rate: the benchmark's 1e-3 method is reachable from every entry point."""
+    train = tk.few_shot(small_task.train, 2, 0)
+    run = tk.run_strategy("fine_tune_all", train, None, small_task.num_classes,
+                          source_weights=source_file, epochs=2, seed=3, finetune_lr=1e-3,
+                          bn_mode="train", repeat=1)
+    assert run.settings["finetune_lr"] == 1e-3
+    tk.set_seed(3)
+    model = tk.build_model(small_task.num_classes, name="fine_tune_all")
+    tk.load_matching_weights(model, source_file)
+    tk.fine_tune(model, train, None, head_epochs=1, finetune_epochs=1, finetune_lr=1e-3,
+                 bn_mode="train", repeat=1)
+    for a, b in zip(run.model.weights, model.weights):
+        assert np.array_equal(keras.ops.convert_to_numpy(a), keras.ops.convert_to_numpy(b)), a.path
+    slower = tk.run_strategy("fine_tune_all", train, None, small_task.num_classes,
+                             source_weights=source_file, epochs=2, seed=3, bn_mode="train",
+                             repeat=1)
+    kernels = [keras.ops.convert_to_numpy(r.model.get_layer("block1_conv").kernel)
+               for r in (slower, run)]
+    assert not np.array_equal(*kernels)
+    with pytest.raises(ValueError, match=r"finetune_lr='1e-3' is a string"):
+        tk.run_strategy("fine_tune_all", train, None, small_task.num_classes,
+                        source_weights=source_file, epochs=2, finetune_lr="1e-3")

@@ -227,3 +227,14 @@ def test_shots_beyond_the_pool_are_refused_naming_it(argv, expected, capsys):
         cli.main(argv)
     assert caught.value.code == 2
     assert expected in capsys.readouterr().err
+
+
+def test_finetune_lr_reaches_the_arguments_and_a_bad_one_is_refused(tmp_path, capsys):
+    parser = cli.build_parser()
+    args = parser.parse_args(["run", "--strategy", "fine_tune_all", "--bn-mode", "train",
+                              "--finetune-lr", "1e-3", "--out", str(tmp_path)])
+    assert args.finetune_lr == 1e-3
+    assert parser.parse_args(["sweep"]).finetune_lr is None
+    with pytest.raises(SystemExit) as caught:
+        cli.main(["sweep", "--finetune-lr", "0"])
+    assert caught.value.code == 2 and "'0' is out of range" in capsys.readouterr().err

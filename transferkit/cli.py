@@ -142,6 +142,9 @@ def build_parser():
         p.add_argument("--learning-rate", type=_learning_rate, default=HEAD_LR,
                        help="base (head) learning rate; fine-tuning phases scale it down "
                             "(default 1e-2)")
+        p.add_argument("--finetune-lr", type=_learning_rate, default=None,
+                       help="rate of the fine-tuning phases (default: --learning-rate x 3/100; "
+                            "e.g. 1e-3 under a domain shift)")
         p.add_argument("--seed", type=SEED, default=0, help="seed for sampling and "
                        "initialisation: the same seed repeats a run exactly (default 0)")
         p.add_argument("--pool", type=_bounded(int, 1, MAX_POOL, ", e.g. 200"),
@@ -380,7 +383,8 @@ def _train_and_test(args, weights, task):
         run = run_strategy(key, train, task.val, task.num_classes, source_weights=weights,
                            epochs=args.epochs, learning_rate=args.learning_rate,
                            seed=args.seed, callbacks=callbacks,
-                           allow_partial=args.allow_partial, bn_mode=args.bn_mode)
+                           allow_partial=args.allow_partial, bn_mode=args.bn_mode,
+                           finetune_lr=args.finetune_lr)
         scores = evaluate(run.model, task.test)
         histories.append(run.history)
         rows.append({"strategy": key, "bn_mode": args.bn_mode, "shots": args.shots,
@@ -408,7 +412,8 @@ def _sweep(args, weights, task):
                   flush=True)
     rows = sweep(_strategies(args), task, shots=sorted(set(args.shots)), source_weights=weights,
                  epochs=args.epochs, learning_rate=args.learning_rate, seed=args.seed,
-                 progress=progress, allow_partial=args.allow_partial, bn_mode=args.bn_mode)
+                 progress=progress, allow_partial=args.allow_partial, bn_mode=args.bn_mode,
+                 finetune_lr=args.finetune_lr)
     figure = plot_sweep(rows)  # the plot's legend: the strategies' titles
     # the files: the same strategy keys as run and compare write (and --strategies takes)
     rows = [dict(row, strategy=keys[row["strategy"]], seconds=round(row["seconds"], 2))

@@ -20,8 +20,8 @@ from .environment import set_seed
 from .evaluation import evaluate
 from .history import RunHistory
 from .models import block_names, build_model
-from .strategies import (HEAD_LR, STRATEGIES, batchnorm_trains, check_bn_mode, fine_tune_phases,
-                         get_strategy, split_epochs)
+from .strategies import (FINE_TUNE_SCALE, HEAD_LR, STRATEGIES, batchnorm_trains, check_bn_mode,
+                         fine_tune_phases, get_strategy, split_epochs)
 from .training import MAX_EPOCHS, compile_model, fit, repeat_for
 from .transfer import PARTIAL_FIX, adapt_batchnorm, load_matching_weights, train_only
 
@@ -121,11 +121,12 @@ def _check_source(strategy, source_weights):
 
 def run_strategy(strategy, train, val, num_classes, *, source_weights=None, epochs=12,
                  learning_rate=HEAD_LR, seed=0, batch_size=32, repeat=None, callbacks=(),
-                 allow_partial=False, bn_mode="frozen", unlabelled=None):
+                 allow_partial=False, bn_mode="frozen", unlabelled=None, finetune_lr=None):
     """Build a model, transfer weights if the strategy uses them, run its phases.
 
     ``learning_rate`` is the base (head) rate; fine-tuning phases scale it down as the
-    strategy says.  ``repeat`` defaults to ``repeat_for(len(train))``.  ``epochs`` are
+    strategy says, or run at ``finetune_lr`` if given (e.g. 1e-3 under a domain shift; the
+    per-block multipliers of ``discriminative`` apply on top).  ``repeat`` defaults to ``repeat_for(len(train))``.  ``epochs`` are
     shared by the phases, at least one each (``strategy.min_epochs()``).
 
     A transfer strategy refuses source weights that leave part of the backbone at its
@@ -140,6 +141,8 @@ def run_strategy(strategy, train, val, num_classes, *, source_weights=None, epoc
     strategy = get_strategy(strategy)
     _check_unlabelled(bn_mode, unlabelled)
     check_rate(learning_rate, example="1e-2")
+    if finetune_lr is not None:
+        check_rate(finetune_lr, "finetune_lr", example="1e-3")
     check_integer(epochs, "epochs", 1, MAX_EPOCHS)
     _check_source(strategy, source_weights)
     check_flag(allow_partial, "allow_partial")
@@ -162,27 +165,29 @@ def run_strategy(strategy, train, val, num_classes, *, source_weights=None, epoc
         report = load_matching_weights(
             model, source_weights, require_backbone=not allow_partial,
             fix=f"{PARTIAL_FIX}, or run_strategy(..., allow_partial=True) to transfer what fits")
-    history = run_phases(model, train, val, phases, split_epochs(phases, epochs),
-                         [learning_rate * phase.lr_scale for phase in phases],
+    rates = [learning_rate * phase.lr_scale if finetune_lr is None or phase.lr_scale == 1
+             else finetune_lr * phase.lr_scale / FINE_TUNE_SCALE for phase in phases]
+    history = run_phases(model, train, val, phases, split_epochs(phases, epochs), rates,
                          batch_size=batch_size, callbacks=callbacks, repeat=repeat,
                          bn_mode=bn_mode if strategy.uses_source else "frozen",
                          unlabelled=unlabelled if strategy.uses_source else None)
     history.label = strategy.title
     settings = {"strategy": strategy.key, "epochs": epochs, "learning_rate": learning_rate,
                 "seed": seed, "train_examples": int(len(x)), "repeat": repeat,
-                "bn_mode": bn_mode}
+                "bn_mode": bn_mode, "finetune_lr": finetune_lr}
     return StrategyRun(strategy, model, history, settings, report)
 
 
 def sweep(strategies, task, *, shots=(1, 2, 5, 10, 20, 40), source_weights=None, epochs=6,
           learning_rate=HEAD_LR, seed=0, progress=None, allow_partial=False, bn_mode="frozen",
-          unlabelled=None):
+          unlabelled=None, finetune_lr=None):
     """Test accuracy of each strategy for each number of shots per class (one seed).
 
     ``shots``: images per class; ``"all"`` is the whole training pool (its smallest class).
     A larger pool: ``tk.target_task(train_per_class=200)``.
 
-    ``bn_mode`` and ``unlabelled``: as for ``run_strategy``, for every transfer strategy.
+    ``bn_mode``, ``unlabelled`` and ``finetune_lr``: as for ``run_strategy``, for every
+    transfer strategy.
 
     Returns a list of dicts (strategy, shots, accuracy, macro_f1, seconds, transfer).
     ``progress(done, total, row)`` is called after every run if given.
@@ -207,6 +212,8 @@ def sweep(strategies, task, *, shots=(1, 2, 5, 10, 20, 40), source_weights=None,
                              f"(the fewest images of a class in {task.train.name!r}) or 'all', "
                              "or a larger pool: tk.target_task(train_per_class=200)")
     check_rate(learning_rate, example="1e-2")
+    if finetune_lr is not None:
+        check_rate(finetune_lr, "finetune_lr", example="1e-3")
     check_integer(epochs, "epochs", 1, MAX_EPOCHS)
     _check_unlabelled(bn_mode, unlabelled)
     for s in chosen:
@@ -224,7 +231,7 @@ def sweep(strategies, task, *, shots=(1, 2, 5, 10, 20, 40), source_weights=None,
             run = run_strategy(s, train, None, task.num_classes, source_weights=source_weights,
                                epochs=epochs, learning_rate=learning_rate, seed=seed,
                                allow_partial=allow_partial, bn_mode=bn_mode,
-                               unlabelled=unlabelled)
+                               unlabelled=unlabelled, finetune_lr=finetune_lr)
             scores = evaluate(run.model, task.test)
             rows.append({"strategy": run.strategy.title, "shots": k, "bn_mode": bn_mode,
                          "accuracy": scores.accuracy, "macro_f1": scores.f1,

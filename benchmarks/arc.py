@@ -39,13 +39,12 @@ import datetime as _dt
 import json
 import math
 import os
-import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.domain_adaptation import run_one, to_csv  # CSV columns as there (shift 'none')
+from benchmarks.domain_adaptation import run_one, summarise, to_csv  # CSV columns as there
 from benchmarks.transfer_gain import git_commit, sha256, snapshot_source
 
 HERE = Path(__file__).resolve().parent
@@ -64,19 +63,6 @@ LABELS = {"scratch": "scratch", "feature": "feature extr.", "ft_top": "fine-tune
           "ft_all_bn_fast": "fine-tune all, BN, 1e-3"}
 FINE_TUNING = ("ft_top", "ft_all", "ft_all_bn", "ft_all_bn_fast")
 CHECK_SEEDS = 3
-
-
-def summarise(rows):
-    out = []
-    for k in dict.fromkeys(r["shots"] for r in rows):
-        for method in METHODS:
-            acc = [r["accuracy"] for r in rows if r["shots"] == k and r["method"] == method]
-            if acc:
-                out.append({"shots": k, "method": method, "n": len(acc),
-                            "accuracy_mean": statistics.fmean(acc),
-                            "accuracy_std": statistics.stdev(acc) if len(acc) > 1
-                            else float("nan")})
-    return out
 
 
 def mean(summary, k, method):
@@ -230,7 +216,7 @@ def main(argv=None):
                 print(f"[{len(rows):>3}/{total}] k={k:<4} seed={seed} {LABELS[method]:<26} "
                       f"accuracy {100 * row['accuracy']:5.1f}%  {row['seconds']:5.1f} s",
                       flush=True)
-    summary = summarise(rows)
+    summary = summarise(rows, by="shots", methods=METHODS)
     best = best_per_k(summary)
     verdicts = checks(summary, args.seeds, args.pool, args.target)
     print(f"\nTest accuracy (%), mean ± sample std over {args.seeds} seed(s); "

@@ -88,13 +88,14 @@ def run_one(tk, keras, method, weights, task, k, seed, methods=METHODS):
             else len(unlabelled), "seconds": time.perf_counter() - start}
 
 
-def summarise(rows):
+def summarise(rows, by="shift", methods=METHODS):
+    """Mean and sample std of the accuracy per value of ``by`` (in run order) and method."""
     out = []
-    for shift in dict.fromkeys(r["shift"] for r in rows):
-        for method in METHODS:
-            acc = [r["accuracy"] for r in rows if r["shift"] == shift and r["method"] == method]
+    for value in dict.fromkeys(r[by] for r in rows):
+        for method in methods:
+            acc = [r["accuracy"] for r in rows if r[by] == value and r["method"] == method]
             if acc:
-                out.append({"shift": shift, "method": method, "n": len(acc),
+                out.append({by: value, "method": method, "n": len(acc),
                             "accuracy_mean": statistics.fmean(acc),
                             "accuracy_std": statistics.stdev(acc) if len(acc) > 1
                             else float("nan")})

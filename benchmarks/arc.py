@@ -223,8 +223,8 @@ def main(argv=None):
           f"pool {args.pool} per class:")
     print(table(summary))
     cross = crossovers(best)
-    print("\nCrossovers: " + ("; ".join(f"at k={k} {LABELS[b]} overtakes {LABELS[a]}"
-                                         for k, a, b in cross) or "none (one method best at every k)"))
+    said = "; ".join(f"at k={k} {LABELS[b]} overtakes {LABELS[a]}" for k, a, b in cross)
+    print("\nCrossovers: " + (said or "none (one method best at every k)"))
     for v in verdicts:
         vals = ", ".join(f"k={x['shots']}: {x['points']:+.1f}" for x in v["values"]) or "no data"
         print(f"{v['status']}  {v['check']}  [{vals}]")
@@ -235,8 +235,8 @@ def main(argv=None):
         "loadavg_start": load_start, "loadavg_end": os.getloadavg(),
         "device": device,
         "transferkit": {"version": tk.__version__, "commit": commit},
-        "config": {"source": args.source, "target": args.target, "shots": args.shots, "pool_per_class": args.pool,
-                   "methods": methods,
+        "config": {"source": args.source, "target": args.target, "shots": args.shots,
+                   "pool_per_class": args.pool, "methods": methods,
                    "seeds": list(range(args.seeds)), "test_images": len(task.test)},
         "source": {"weights": src.weights_path.name, "snapshot_sha256": sha256(weights)},
         "summary": summary, "best": [{"shots": k, "method": m, "accuracy_mean": a}

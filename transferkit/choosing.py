@@ -24,7 +24,7 @@ from .datachecks import as_xy
 from .models import feature_extractor, forward
 from .strategies import STRATEGIES
 
-__all__ = ["FEW_SHOTS", "MANY_SHOTS", "PLENTY_SHOTS", "RANK_KEYS", "SIMILAR", "SIMILARITY_WORDS", "Ranking",
+__all__ = ["FEW_SHOTS", "PLENTY_SHOTS", "RANK_KEYS", "SIMILAR", "SIMILARITY_WORDS", "Ranking",
            "Recommendation", "h_score", "logme", "probe_accuracy", "rank_sources",
            "recommend_strategy"]
 
@@ -178,7 +178,6 @@ SIMILAR = 0.65         # similarity at or above this counts as a similar source
 # digits with 200 per class, 3 seeds; tests/test_choosing.py checks them against that file):
 FEW_SHOTS = 20         # up to here feature extraction is best or within the seeds' spread of it
 PLENTY_SHOTS = 100     # from here scratch beats every transfer strategy on the kit's tasks
-MANY_SHOTS = PLENTY_SHOTS  # the earlier name
 
 
 @dataclass

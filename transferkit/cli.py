@@ -27,9 +27,9 @@ from .checks import (check_backend, check_cache_location, check_output_folder,
 from .strategies import BN_MODES, HEAD_LR, STRATEGIES
 
 __all__ = ["COMMANDS", "DEFAULT_TIMEOUT", "EPILOG", "EPOCHS", "KIT", "ONLINE_NAMES", "OUTPUTS",
-           "MAX_POOL", "SEED", "SHOTS", "TARGET_POOL", "TIMEOUT", "TRAINING", "Parser", "build_parser",
-           "command_info", "command_prepare", "command_train", "epoch_line", "main", "one_line",
-           "preflight", "table", "write_results"]
+           "MAX_POOL", "SEED", "SHOTS", "TARGET_POOL", "TIMEOUT", "TRAINING", "Parser",
+           "build_parser", "command_info", "command_prepare", "command_train", "epoch_line",
+           "main", "one_line", "preflight", "resolve_shots", "table", "write_results"]
 
 TARGET_POOL = 40  # training images per class in tk.target_task(): the default --pool
 MAX_POOL = 1000   # --pool: the glyphs are generated, a larger target costs only time
@@ -93,8 +93,8 @@ def SHOTS(text):
         return int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(
-            f"{text!r} is not a number of shots; use an integer from 1 to {TARGET_POOL} "
-            f"(the target task's --pool) or 'all'") from None
+            f"{text!r} is not a number of shots; use an integer from 1 to --pool (default "
+            f"{TARGET_POOL}) or 'all'") from None
 
 
 def resolve_shots(shots, pool):
@@ -208,7 +208,8 @@ def build_parser():
         "example:\n  python -m transferkit sweep --strategies scratch fine_tune_top "
         "--shots 1 5 10",
         ["scratch", "fine_tune_top"], nargs="+", default=[1, 2, 5, 10, 20],
-        help="shots per class to try, 'all' for the whole pool (default 1 2 5 10 20)").set_defaults(epochs=6)
+        help="shots per class to try, 'all' for the whole pool (default 1 2 5 10 20)",
+    ).set_defaults(epochs=6)
 
     prepare = command(
         "prepare", "fill the caches before a class or a CI run",

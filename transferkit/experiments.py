@@ -126,8 +126,9 @@ def run_strategy(strategy, train, val, num_classes, *, source_weights=None, epoc
 
     ``learning_rate`` is the base (head) rate; fine-tuning phases scale it down as the
     strategy says, or run at ``finetune_lr`` if given (e.g. 1e-3 under a domain shift; the
-    per-block multipliers of ``discriminative`` apply on top).  ``repeat`` defaults to ``repeat_for(len(train))``.  ``epochs`` are
-    shared by the phases, at least one each (``strategy.min_epochs()``).
+    per-block multipliers of ``discriminative`` apply on top).  ``repeat`` defaults to
+    ``repeat_for(len(train))``.  ``epochs`` are shared by the phases, at least one each
+    (``strategy.min_epochs()``).
 
     A transfer strategy refuses source weights that leave part of the backbone at its
     random start (another architecture, a narrower CNN): it would train a random backbone

@@ -333,7 +333,7 @@ def plot_weight_change(changes, title="relative weight change", figsize=(6, 3)):
     return check_figure(fig, "plot_weight_change")
 
 
-__all__ = ["EMBEDDING_METHODS", "Embedding", "ProbeResult", "coral", "embed", "extract_features",
-           "feature_maps", "first_layer_filters", "knn_accuracy", "linear_probe",
-           "plot_embeddings", "plot_feature_maps", "plot_filters", "plot_weight_change",
-           "random_like", "snapshot_weights", "weight_change"]
+__all__ = ["EMBEDDING_METHODS", "Embedding", "ProbeResult", "coral", "embed",
+           "extract_features", "feature_maps", "first_layer_filters", "knn_accuracy",
+           "linear_probe", "plot_embeddings", "plot_feature_maps", "plot_filters",
+           "plot_weight_change", "random_like", "snapshot_weights", "weight_change"]

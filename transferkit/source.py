@@ -227,7 +227,8 @@ def source_model(recipe=SOURCE_RECIPE, verbose=True):
                     print("No cached source model yet: training it now with the recipe of "
                           "notebook 01 (deterministic, about 20 s) ...")
                 elif verbose:
-                    took = "about a minute" if recipe["task"] == "letters-rich" else "a few seconds"
+                    took = ("about a minute" if recipe["task"] == "letters-rich"
+                            else "a few seconds")
                     print(f"No cached {recipe['task']} source model with this recipe yet: "
                           f"training it now (deterministic, {took}) ...")
                 model, _, scores = train_source_model(recipe=recipe)

@@ -23,10 +23,18 @@ def tiers():
     return table
 
 
+def kit_module(path):
+    """The tier table's name for a file: its stem, or its subpackage's name."""
+    relative = path.relative_to(PACKAGE)
+    return relative.parts[0] if len(relative.parts) > 1 else path.stem
+
+
 def imports(path):
-    """(module imported from the package, names taken from it) for every relative import."""
+    """(module imported from the package, names taken from it) for every relative import
+    that leaves the file's own subpackage (a subpackage's files import each other freely)."""
+    depth = len(path.relative_to(PACKAGE).parts)  # 1: a top-level module, 2: in a subpackage
     for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.ImportFrom) and node.level == 1:
+        if isinstance(node, ast.ImportFrom) and node.level == depth:
             if node.module:
                 yield node.module.split(".")[0], [a.name for a in node.names]
             else:  # from . import x, y
@@ -34,11 +42,12 @@ def imports(path):
                     yield alias.name, []
 
 
-MODULES = sorted(p for p in PACKAGE.glob("*.py") if p.stem != "__init__")
+MODULES = sorted(p for p in PACKAGE.rglob("*.py") if "__pycache__" not in p.parts
+                 and p.relative_to(PACKAGE).parts != ("__init__.py",))
 
 
 def test_every_module_has_a_tier():
-    assert {p.stem for p in MODULES} == set(tiers())
+    assert {kit_module(p) for p in MODULES} == set(tiers())
 
 
 @pytest.mark.parametrize("path", MODULES, ids=lambda p: p.stem)
@@ -47,8 +56,9 @@ def test_imports_only_from_lower_tiers(path):
     for module, _ in imports(path):
         if module == "__version__" or module not in table:  # the package's own attributes
             continue
-        assert table[module] < table[path.stem], (
-            f"{path.stem} (tier {table[path.stem]}) imports {module} (tier {table[module]})")
+        own = kit_module(path)
+        assert table[module] < table[own], (
+            f"{own} (tier {table[own]}) imports {module} (tier {table[module]})")
 
 
 @pytest.mark.parametrize("path", MODULES, ids=lambda p: p.stem)

@@ -4,9 +4,9 @@ Layers, imported one way: a module imports only from modules in lower tiers
 (tests/test_layers.py parses the imports and checks this table).
 
 Tiers:
-    0: _numerics, _io, checks, claims, figures
+    0: _numerics, _io, checks, claims, figures, options
     1: environment, strategies
-    2: data
+    2: data, settings
     3: models
     4: datachecks, online, transfer
     5: history
@@ -15,13 +15,16 @@ Tiers:
     8: experiments, features, knowledge, source
     9: failures, choosing
     10: plots
-    11: lab
-    12: cli, _api
-    13: __main__
+    11: lab_controls, lab_runner, lab_table
+    12: lab_panel
+    13: lab
+    14: cli, _api
+    15: __main__
 
-``_io``, ``checks``, ``strategies``, ``claims`` and ``figures`` need no Keras (the command line
-parses and checks with them before the backend loads; every plot is measured by
-``figures.check_figure``).  The public names, what the notebooks call as ``tk.X``,
+``_io``, ``checks``, ``options``, ``strategies``, ``settings``, ``claims`` and ``figures`` need
+no Keras (the command line parses and checks with them before the backend loads; every plot
+is measured by ``figures.check_figure``).  A subpackage (``strategies/``: one file per
+strategy) has its package's tier; its modules import each other freely.  The public names, what the notebooks call as ``tk.X``,
 are listed in ``_api.py`` by notebook; every other name is reached through its module
 (``tk.choosing.logme``).
 """

@@ -178,6 +178,12 @@ SIMILAR = 0.65         # similarity at or above this counts as a similar source
 # digits with 200 per class, 3 seeds; tests/test_choosing.py checks them against that file):
 FEW_SHOTS = 20         # up to here feature extraction is best or within the seeds' spread of it
 PLENTY_SHOTS = 100     # from here scratch beats every transfer strategy on the kit's tasks
+# Which registered strategy each case of the arc recommends (and with which BatchNorm mode):
+# data, read by recommend_strategy and checked against the registry when it answers.
+RECOMMENDED = {"few shots": ("feature_extraction", "frozen"),
+               "between": ("fine_tune_all", "train"),
+               "plenty": ("scratch", "frozen"),    # the default: scratch's BatchNorm trains anyway
+               "dissimilar source": ("scratch", "frozen")}
 
 
 @dataclass
@@ -219,6 +225,15 @@ def _similarity_value(similarity):
     return value
 
 
+def _recommend(case, shots, similarity, reasons):
+    key, bn_mode = RECOMMENDED[case]
+    if key not in STRATEGIES:  # the arc measured a strategy that is no longer registered
+        raise LookupError(f"recommend_strategy: the {case!r} case recommends {key!r}, which is "
+                          f"not registered (tk.STRATEGIES: {list(STRATEGIES)}); measure the "
+                          "arc again (benchmarks/arc.py) and update choosing.RECOMMENDED")
+    return Recommendation(key, shots, similarity, reasons, bn_mode=bn_mode)
+
+
 def recommend_strategy(shots_per_class, similarity):
     """Which strategy to try first, and why, from the target's size and the source's similarity.
 
@@ -237,27 +252,26 @@ def recommend_strategy(shots_per_class, similarity):
         why = [f"similarity {sim:.2f} >= {SIMILAR}: the source's features already separate "
                "the target's classes"]
         if k <= FEW_SHOTS:
-            return Recommendation("feature_extraction", k, sim, why + [
+            return _recommend("few shots", k, sim, why + [
                 f"{k} <= {FEW_SHOTS} shots per class: in the kit's arc (benchmarks/arc.py, 3 "
                 "seeds) feature extraction was best at 1-5 shots, and fine-tuning within the "
                 "seeds' spread of it up to 20: too few labels to move a backbone reliably",
                 "a frozen backbone also cannot forget the source task"])
         if k < PLENTY_SHOTS:
-            return Recommendation("fine_tune_all", k, sim, why + [
+            return _recommend("between", k, sim, why + [
                 f"{FEW_SHOTS} < {k} < {PLENTY_SHOTS} shots per class: enough to adapt every "
                 "block; in the kit's arc fine-tuning all blocks with BatchNorm training beat "
                 "feature extraction by more than the seeds' spread at 50 shots",
                 "bn_mode='train': the BatchNorm statistics follow the target as the blocks move "
-                "(with them frozen it was no better than feature extraction there)"],
-                bn_mode="train")
-        return Recommendation("scratch", k, sim, why + [
+                "(with them frozen it was no better than feature extraction there)"])
+        return _recommend("plenty", k, sim, why + [
             f"{k} >= {PLENTY_SHOTS} shots per class: in the kit's arc scratch beat every "
             "transfer strategy from 100 shots on (the kit's small CNN learns the ten digits "
             "from 1,000 images; the transferred ones keep letter features)",
             "unlike the usual rule (fine-tune when data is plenty): a larger network or a "
             "harder target moves this point; compare with fine_tune_all, bn_mode='train' on "
             "validation data"])
-    return Recommendation("scratch", k, sim, [
+    return _recommend("dissimilar source", k, sim, [
         f"similarity {sim:.2f} < {SIMILAR}: the source's features fit the target poorly",
         "measured in the kit (notebook 08, which prints the gaps): from mismatched sources, "
         "transfer ended far below scratch at 10 shots per class -- a frozen or gently tuned "

@@ -19,8 +19,8 @@ from .datachecks import as_xy, check_classes, check_xy
 from .history import HistoryRecorder, RunHistory, StopSwitch
 from .models import forward
 
-__all__ = ["RecompileError", "ScaledAdam", "check_recompiled", "compile_model", "fit",
-           "remember_fit", "repeat_for", "steps_per_epoch", "train_loop"]
+__all__ = ["MAX_EPOCHS", "RecompileError", "ScaledAdam", "Validation", "check_recompiled",
+           "compile_model", "fit", "remember_fit", "repeat_for", "steps_per_epoch", "train_loop"]
 
 MAX_EPOCHS = 10_000
 
@@ -58,41 +58,46 @@ class ScaledAdam(keras.optimizers.Adam):
         super().update_step(gradient, variable, scaled)
 
 
-class _Validation(keras.callbacks.Callback):
+class Validation(keras.callbacks.Callback):
     """Validation loss and accuracy after each epoch, from one forward pass in inference mode.
 
     Keras' own validation pass (``validation_data=``) needs a compiled test step, traced
     again after every ``compile`` -- a second or two per phase on a small CPU, more than
     the pass itself for a validation set of a few hundred images.  The numbers are the
     same: mean cross-entropy of the logits and the share of correct predictions.
+    ``model``: validate this classifier instead of the model being trained (a strategy's
+    training model that shares its layers, e.g. with an extra head).
     """
 
-    def __init__(self, x, y, batch_size=256):
+    def __init__(self, x, y, batch_size=256, model=None):
         super().__init__()
         self.x, self.y, self.batch_size = x, y, batch_size
+        self.classifier = model  # the model to validate, if not the one being trained
 
     def on_epoch_end(self, epoch, logs=None):
         if logs is None:
             return
-        logits = forward(self.model, self.x, self.batch_size)
+        logits = forward(self.classifier or self.model, self.x, self.batch_size)
         losses = keras.losses.sparse_categorical_crossentropy(self.y, logits, from_logits=True)
         logs["val_loss"] = float(np.mean(keras.ops.convert_to_numpy(losses)))
         logs["val_accuracy"] = float(np.mean(logits.argmax(axis=1) == self.y))
 
 
 def train_loop(model, x, y, label, *, epochs, batch_size, callbacks=(), verbose=0,
-               validation_data=None, checks=(), who="the model"):
+               validation_data=None, checks=(), who="the model", sample_weight=None):
     """``model.fit`` on checked arrays into a new ``RunHistory``: timed, remembered by the
     recompile guard, and interruptible (Kernel -> Interrupt keeps the weights reached).
 
     ``checks``: callbacks that run before the recorder (so it sees their numbers).
+    ``y`` and ``sample_weight`` may be dicts by output name (a model with several outputs).
     """
     history = RunHistory(label)
     start = time.perf_counter()
     try:
+        extra = {} if sample_weight is None else {"sample_weight": sample_weight}
         model.fit(x, y, validation_data=validation_data, epochs=int(epochs),
                   batch_size=int(min(batch_size, len(x))), shuffle=True, verbose=verbose,
-                  callbacks=[*checks, HistoryRecorder(history), *callbacks])
+                  callbacks=[*checks, HistoryRecorder(history), *callbacks], **extra)
     except KeyboardInterrupt:
         history.interrupted = True
         print(f"Interrupted after {history.epochs} epochs: {who} keeps its current "
@@ -135,7 +140,7 @@ def fit(model, train, val=None, *, epochs=10, batch_size=32, callbacks=(), label
     if repeat > 1:
         x, y = np.concatenate([x] * repeat), np.concatenate([y] * repeat)
     # validation first, so the recorder and the user's callbacks see its numbers
-    checks = [_Validation(*val_data)] if val_data is not None else []
+    checks = [Validation(*val_data)] if val_data is not None else []
     return train_loop(model, x, y, label, epochs=epochs, batch_size=batch_size,
                       callbacks=callbacks, verbose=verbose, checks=checks)
 

@@ -125,9 +125,10 @@ def _rows(lab):
     ({"shots": 99}, "shots=99 is out of range"),
     ({"learning_rate": 0}, "learning_rate=0 is out of range"),
     ({"learning_rate": -1e-3}, "learning_rate=-0.001 is out of range"),
-    ({"epochs": 500}, "epochs=500 is out of range"),
+    ({"epochs": tk.settings.MAX_RUN_EPOCHS + 1},
+     f"epochs={tk.settings.MAX_RUN_EPOCHS + 1} is out of range"),
     ({"strategy": "magic"}, "unknown strategy 'magic'"),
-    ({"bn_mode": "adabn"}, "unknown bn_mode 'adabn'"),
+    ({"bn_mode": "adabn"}, "bn_mode='adabn' is unknown"),
     ({"colour": "red"}, "unknown setting 'colour'"),
 ])
 def test_bad_settings_give_a_message_not_a_traceback(lab, settings, message):
@@ -163,9 +164,9 @@ def test_batchnorm_menu_reaches_the_run_and_the_table(lab):
 
 
 def test_run_while_busy_is_refused(lab):
-    lab._busy = True
+    assert lab._runner.claim()
     assert lab.run() is None and "in progress" in lab.message
-    lab._busy = False
+    lab._runner.release()
 
 
 def test_interrupting_a_run_keeps_earlier_results(lab, monkeypatch):
@@ -178,12 +179,15 @@ def test_interrupting_a_run_keeps_earlier_results(lab, monkeypatch):
     monkeypatch.setattr("transferkit.lab.LiveCurves", Interrupting)
     assert lab.run(strategy="scratch") is None
     assert "Interrupted" in lab.message
-    assert len(lab.results) == 1 and not lab._busy and not lab.run_button.disabled
+    assert len(lab.results) == 1 and not lab.busy and not lab.run_button.disabled
 
 
-def test_a_missing_source_weights_file_is_a_message_in_the_panel(small_task, tmp_path):
+def test_a_missing_source_weights_file_is_a_message_in_the_panel(small_task, tmp_path,
+                                                                source_file):
     gone = tmp_path / "deleted.weights.h5"
+    gone.write_bytes(source_file.read_bytes())
     lab = tk.StrategyLab(SimpleNamespace(weights_path=gone), small_task, shots=2, epochs=2)
+    gone.unlink()  # deleted after the panel was built
     assert lab.run(strategy="feature_extraction") is None
     assert "deleted.weights.h5" in lab.message and not lab.results
     assert lab.run(strategy="scratch") is not None  # the panel still works
@@ -260,12 +264,12 @@ def test_an_interrupted_cell_starts_none_of_its_later_runs(lab, monkeypatch):
         def on_epoch_end(self, epoch, logs=None):
             raise KeyboardInterrupt
 
-    monkeypatch.setattr("transferkit.lab._current_cell", lambda: 7)
+    monkeypatch.setattr("transferkit.lab_runner.current_cell", lambda: 7)
     with monkeypatch.context() as patch:
         patch.setattr("transferkit.lab.LiveCurves", Interrupting)
         assert lab.run(strategy="scratch") is None and "Interrupted" in lab.message
     assert lab.run(strategy="scratch") is None and "Skipped" in lab.message
-    monkeypatch.setattr("transferkit.lab._current_cell", lambda: 8)   # the next cell
+    monkeypatch.setattr("transferkit.lab_runner.current_cell", lambda: 8)   # the next cell
     assert lab.run(strategy="scratch") is not None
 
 
@@ -323,10 +327,11 @@ def test_twelve_runs_legend_beside_the_axes_in_their_own_colours():
 def test_epochs_slider_starts_at_one_epoch_per_phase_and_the_table_says_what_transferred(lab):
     lab.epochs.value = 2
     lab.strategy.value = "gradual_unfreezing"          # 4 phases: 4 epochs at least
-    assert lab.epochs.min == 4 and lab.epochs.value == 4 and "raised to 4" in lab.message
-    assert lab.run(epochs=2) is None and "epochs=2 is out of range" in lab.message
+    assert lab.epochs.value == 4 and "raised to 4" in lab.message
+    assert lab.run(epochs=2) is None and "epochs=2 is too few" in lab.message
+    assert lab.epochs.value == 4 and not lab.busy  # refused before anything changed
     row = lab.run(strategy="feature_extraction", epochs=2)
-    assert lab.epochs.min == 2 and row["transferred"] == "6 of 6 layers"
+    assert row["transferred"] == "6 of 6 layers"
     assert "loaded 6 of 6 backbone layers" in lab.message
     assert lab.run(strategy="scratch")["transferred"] == "none"
     assert "6 of 6 layers" in lab.table_text() and "none" in lab.table.value
@@ -347,3 +352,22 @@ def test_the_panels_plot_puts_twelve_runs_legend_under_the_axes_within_the_figur
     assert legend.x0 >= 0 and legend.x1 <= fig.bbox.x1
     assert all(legend.y1 <= ax.get_tightbbox(renderer).y0 + 1 for ax in fig.axes)  # labels too
     assert len(fig.legends[0].get_texts()) == 14 and Image.open(io.BytesIO(png)).size[0] == 768
+
+
+@pytest.mark.parametrize("finetune_lr", [None, 1e-3, 5e-5])
+def test_discriminative_keeps_the_head_at_the_base_rate(small_task, source_file, finetune_lr):
+    """Phase 2 trains the blocks at the fine-tuning rate (3x slower per block down) and the
+    head at the base rate, with or without finetune_lr (it once trained at finetune_lr / 0.03:
+    3.3e-2 for 1e-3)."""
+    base = 2e-2
+    run = tk.run_strategy("discriminative", small_task.train, None, 10,
+                          source_weights=source_file, epochs=2, learning_rate=base,
+                          finetune_lr=finetune_lr, repeat=1)
+    optimizer = run.model.optimizer
+    assert isinstance(optimizer, ScaledAdam)
+    rate = float(keras.ops.convert_to_numpy(optimizer.learning_rate))
+    tuned = base * tk.strategies.FINE_TUNE_SCALE if finetune_lr is None else finetune_lr
+    assert rate == pytest.approx(tuned)
+    assert rate * optimizer.multipliers["head"] == pytest.approx(base)
+    assert rate * optimizer.multipliers["block3"] == pytest.approx(tuned)
+    assert rate * optimizer.multipliers["block1"] == pytest.approx(tuned / 9)

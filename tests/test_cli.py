@@ -76,14 +76,15 @@ def test_unknown_bn_mode_is_refused_by_the_parser(capsys):
     with pytest.raises(SystemExit) as exit_:
         cli.main(["run", "--strategy", "scratch", "--bn-mode", "adabn"])
     assert exit_.value.code == 2
-    assert "invalid choice: 'adabn'" in capsys.readouterr().err
+    assert "argument --bn-mode: 'adabn' is unknown; choose one of ['frozen', 'adapt', " \
+        "'train']" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("argv, expected", [
     (["run", "--strategy", "fine_tune"], "'fine_tune_top', 'fine_tune_all'"),
     (["compare", "--strategies", "scratch", "nope"], "invalid choice: 'nope'"),
     (["run", "--shots", "41"], "'41' is out of range; use an integer from 1 to 40"),
-    (["run", "--learning-rate", "-1"], "use a positive number up to 1"),
+    (["run", "--learning-rate", "-1"], tk.settings.options()["learning_rate"].rule()),
     (["sweep", "--epochs", "0"], "'0' is out of range"),
     (["run", "--source-weights", "missing.h5"], "is not a .weights.h5 file"),
     (["prepare", "--online", "imagenet"], "choose from 'mnist', 'fashion_mnist'"),
@@ -238,3 +239,82 @@ def test_finetune_lr_reaches_the_arguments_and_a_bad_one_is_refused(tmp_path, ca
     with pytest.raises(SystemExit) as caught:
         cli.main(["sweep", "--finetune-lr", "0"])
     assert caught.value.code == 2 and "'0' is out of range" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------ nothing half-written (issue 23)
+def _interrupting_epoch_line(label):
+    import keras
+
+    class Interrupting(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            raise KeyboardInterrupt  # Ctrl-C while Keras trains
+
+    return Interrupting()
+
+
+@pytest.mark.parametrize("command", ["run", "sweep"])
+def test_ctrl_c_during_training_exits_130_and_writes_nothing(command, tmp_path, capsys,
+                                                             monkeypatch):
+    monkeypatch.setattr(cli, "epoch_line", _interrupting_epoch_line)
+    out = tmp_path / "results"
+    argv = [command, "--strategy" if command == "run" else "--strategies", "scratch",
+            "--shots", "1", "--epochs", "2", "--test-per-class", "2", "--out", str(out)]
+    if command == "sweep":  # sweep reports progress per run, not per epoch: interrupt its fit
+        import transferkit.training as training
+        real = training.HistoryRecorder
+
+        class Interrupting(real):
+            def on_epoch_end(self, epoch, logs=None):
+                super().on_epoch_end(epoch, logs)
+                raise KeyboardInterrupt
+        monkeypatch.setattr(training, "HistoryRecorder", Interrupting)
+    assert cli.main(argv) == 130
+    assert "transferkit: interrupted; no result was written" in capsys.readouterr().err
+    assert not out.exists() or not any(out.iterdir())
+
+
+def test_a_full_disk_leaves_no_result_file(tmp_path, capsys, monkeypatch):
+    import errno
+    import matplotlib.figure
+
+    def full(self, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", full)
+    out = tmp_path / "results"
+    code = cli.main(["run", "--strategy", "scratch", "--shots", "1", "--epochs", "1",
+                     "--test-per-class", "2", "--out", str(out), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 1 and "No space left on device" in err and "nothing was saved" in err
+    assert sorted(p.name for p in out.iterdir()) == []  # not run.csv, not run.json
+
+
+@pytest.mark.parametrize("out", ["", "   "])
+def test_an_empty_out_is_refused(out, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["run", "--out", out])
+    assert exit_.value.code == 2 and "names no folder" in capsys.readouterr().err
+
+
+def test_out_through_a_broken_link_is_refused_before_training(tmp_path, capsys):
+    (tmp_path / "dangling").symlink_to(tmp_path / "nowhere")
+    (tmp_path / "a").symlink_to(tmp_path / "b")
+    (tmp_path / "b").symlink_to(tmp_path / "a")
+    for out in (tmp_path / "dangling", tmp_path / "dangling" / "sub", tmp_path / "a"):
+        assert cli.main(["run", "--strategy", "scratch", "--out", str(out)]) == 2
+        assert "symbolic link that points nowhere" in capsys.readouterr().err
+
+
+def test_bn_mode_for_scratch_alone_is_refused_and_recorded_as_run_elsewhere(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["run", "--strategy", "scratch", "--bn-mode", "adapt"])
+    assert exit_.value.code == 2 and "--bn-mode adapt does not apply to strategy 'scratch'" in \
+        capsys.readouterr().err
+    tk.set_seed(5)
+    weights = tk.save_weights(tk.build_model(26, name="source"), tmp_path / "src.weights.h5")
+    out = tmp_path / "compare"
+    assert cli.main(["compare", "--strategies", "scratch", "feature_extraction", "--shots", "1",
+                     "--epochs", "1", "--test-per-class", "2", "--bn-mode", "adapt",
+                     "--source-weights", str(weights), "--out", str(out), "--quiet"]) == 0
+    rows, _ = read_outputs(out, "compare")
+    assert [(r["strategy"], r["bn_mode"]) for r in rows] == [("scratch", "train"),
+                                                             ("feature_extraction", "adapt")]

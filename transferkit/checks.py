@@ -165,10 +165,28 @@ def _nearest_existing(path):
     return path
 
 
+def _broken_link(path):
+    """The first component of ``path`` that is a symbolic link leading nowhere (dangling,
+    or a loop), or None: creating the folder would fail there, after the work."""
+    path = Path(os.path.abspath(path))
+    for part in reversed([path, *path.parents]):
+        if part.is_symlink():
+            try:
+                part.resolve(strict=True)
+            except (OSError, RuntimeError):  # RuntimeError: a loop (before Python 3.13)
+                return part
+    return None
+
+
 def _folder_problem(path, *, writable_if_exists=True):
     """What stops ``path`` being (or becoming) a writable folder, as the words that follow
     its name in a message, or None; checked without creating anything."""
     path = Path(path)
+    broken = _broken_link(path)
+    if broken is not None:
+        where = "" if broken == Path(os.path.abspath(path)) else f" ({str(broken)!r})"
+        return (f"leads through a symbolic link that points nowhere{where}: a dangling link "
+                "or a loop")
     if path.exists() and not path.is_dir():
         return "is a file, not a folder"
     existing = _nearest_existing(path)

@@ -15,21 +15,26 @@ or 1 (a failure while working); ``--debug`` shows the traceback instead.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import json
+import os
+import re
 import sys
 import time
 from pathlib import Path
 
-from ._io import save_atomically, write_text
+from ._io import save_atomically
 from .checks import (check_backend, check_cache_location, check_output_folder,
                      check_preset_env)
-from .strategies import BN_MODES, HEAD_LR, STRATEGIES
+from .settings import options as setting_options
+from .strategies import STRATEGIES
 
-__all__ = ["COMMANDS", "DEFAULT_TIMEOUT", "EPILOG", "EPOCHS", "KIT", "ONLINE_NAMES", "OUTPUTS",
-           "MAX_POOL", "SEED", "SHOTS", "TARGET_POOL", "TIMEOUT", "TRAINING", "Parser",
+__all__ = ["COMMANDS", "DEFAULT_TIMEOUT", "EPILOG", "KIT", "ONLINE_NAMES", "OUTPUTS",
+           "MAX_POOL", "SHOTS", "TARGET_POOL", "TIMEOUT", "TRAINING", "Interrupted", "Parser",
            "build_parser", "command_info", "command_prepare", "command_train", "epoch_line",
-           "main", "one_line", "preflight", "resolve_shots", "table", "write_results"]
+           "main", "one_line", "option_type", "preflight", "resolve_shots", "table",
+           "write_results"]
 
 TARGET_POOL = 40  # training images per class in tk.target_task(): the default --pool
 MAX_POOL = 1000   # --pool: the glyphs are generated, a larger target costs only time
@@ -74,15 +79,23 @@ def _bounded(kind, low, high=None, example=""):
     return parse
 
 
-def _learning_rate(text):
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not 0 < value <= 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is out of range; use a positive number "
-                                         "up to 1, e.g. 1e-2")
-    return value
+def option_type(option):
+    """An argparse ``type=`` for a setting: its rule and message (``tk.options.Option``)."""
+    def parse(text):
+        try:
+            return option.parse(text)
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+    parse.__name__ = option.name  # argparse names the type in some messages
+    return parse
+
+
+def _folder(text):
+    """--out: a folder name (an empty one would mean the current folder, unasked)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError(f"{text!r} names no folder; choose one, e.g. --out "
+                                         "results")
+    return Path(text)
 
 
 def SHOTS(text):
@@ -110,13 +123,18 @@ def resolve_shots(shots, pool):
     return (out if isinstance(shots, list) else out[0]), None
 
 
-EPOCHS = _bounded(int, 1, 10_000, ", e.g. 12")
-SEED = _bounded(int, 0, None, ", e.g. 0")
 TIMEOUT = _bounded(float, 0.1, 600.0, ", e.g. 5")
+# argparse reads "-1e-3" as an option (its own pattern knows only "-1" and "-.5"), so a
+# negative rate would be "expected one argument"; this one lets the option's rule answer
+NEGATIVE_NUMBER = re.compile(r"^-(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
 
 
 class Parser(argparse.ArgumentParser):
     """argparse, with its errors as one line: ``transferkit: error: ...`` (exit status 2)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._negative_number_matcher = NEGATIVE_NUMBER
 
     def error(self, message):
         self.exit(2, f"transferkit: error: {message} (see {self.prog} --help)\n")
@@ -137,16 +155,11 @@ def build_parser():
                        help="show the full traceback of an error instead of one line")
 
     def training_options(p):
-        p.add_argument("--epochs", type=EPOCHS, default=12,
-                       help="epochs per run, shared by the strategy's phases (default 12)")
-        p.add_argument("--learning-rate", type=_learning_rate, default=HEAD_LR,
-                       help="base (head) learning rate; fine-tuning phases scale it down "
-                            "(default 1e-2)")
-        p.add_argument("--finetune-lr", type=_learning_rate, default=None,
-                       help="rate of the fine-tuning phases (default: --learning-rate x 3/100; "
-                            "e.g. 1e-3 under a domain shift)")
-        p.add_argument("--seed", type=SEED, default=0, help="seed for sampling and "
-                       "initialisation: the same seed repeats a run exactly (default 0)")
+        for option in setting_options().values():  # the settings table: one flag per option
+            default = "not set" if option.default is None else option.default
+            extra = {"metavar": "{" + ",".join(option.choices) + "}"} if option.choices else {}
+            p.add_argument(option.flag, type=option_type(option), default=option.default,
+                           help=f"{option.help}; {option.rule()} (default {default})", **extra)
         p.add_argument("--pool", type=_bounded(int, 1, MAX_POOL, ", e.g. 200"),
                        default=TARGET_POOL, help="training images per class generated for "
                        f"the digits target, the most --shots can take (default {TARGET_POOL})")
@@ -155,15 +168,12 @@ def build_parser():
         p.add_argument("--source-weights", type=Path, default=None, metavar="FILE",
                        help="a .weights.h5 file of the kit's CNN to transfer from (default: "
                             "the cached source model, trained first if missing)")
-        p.add_argument("--out", type=Path, default=Path("transferkit-results"), metavar="DIR",
+        p.add_argument("--out", type=_folder, default=Path("transferkit-results"),
+                       metavar="DIR",
                        help="folder for the CSV, JSON and PNG (default transferkit-results)")
         p.add_argument("--allow-partial", action="store_true",
                        help="transfer what fits even when --source-weights leave part of the "
                             "backbone at its random start (refused by default)")
-        p.add_argument("--bn-mode", choices=list(BN_MODES), default="frozen",
-                       help="the transferred BatchNorm layers: frozen (the source's statistics, "
-                            "default), adapt (AdaBN: re-estimated on the training images "
-                            "first), train (they train with their blocks)")
         p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
 
     def command(name, summary, description, example):
@@ -208,8 +218,7 @@ def build_parser():
         "example:\n  python -m transferkit sweep --strategies scratch fine_tune_top "
         "--shots 1 5 10",
         ["scratch", "fine_tune_top"], nargs="+", default=[1, 2, 5, 10, 20],
-        help="shots per class to try, 'all' for the whole pool (default 1 2 5 10 20)",
-    ).set_defaults(epochs=6)
+        help="shots per class to try, 'all' for the whole pool (default 1 2 5 10 20)")
 
     prepare = command(
         "prepare", "fill the caches before a class or a CI run",
@@ -273,7 +282,10 @@ def table(rows, columns):
 
 
 def write_results(out, stem, rows, settings, figure):
-    """<stem>.csv, <stem>.json and <stem>.png in ``out``, each written atomically."""
+    """<stem>.csv, <stem>.json and <stem>.png in ``out``: all three or none.
+
+    Each is written to a temporary file first; only when all three are whole are they
+    renamed into place, so a full disk (or any failure) leaves no result file behind."""
     out = Path(out)
     paths = [out / f"{stem}.{suffix}" for suffix in OUTPUTS]
 
@@ -283,10 +295,30 @@ def write_results(out, stem, rows, settings, figure):
             writer.writeheader()
             writer.writerows(rows)
 
-    save_atomically(write_csv, paths[0])
-    write_text(paths[1], json.dumps({"settings": settings, "results": rows}, indent=1))
-    save_atomically(lambda tmp: figure.savefig(tmp, format="png", dpi=100), paths[2])
+    def write_json(tmp):
+        with open(tmp, "w", encoding="utf-8") as handle:
+            handle.write(json.dumps({"settings": settings, "results": rows}, indent=1))
+            handle.flush()
+            os.fsync(handle.fileno())
+
+    writers = (write_csv, write_json, lambda tmp: figure.savefig(tmp, format="png", dpi=100))
+    staged = []  # whole files under a hidden name beside their place, until all three are
+    try:
+        for write, path in zip(writers, paths):
+            save_atomically(write, _staged(path))  # creates --out; one-line errors
+            staged.append(path)
+        for path in staged:
+            os.replace(_staged(path), path)
+    except BaseException:
+        for path in staged:
+            with contextlib.suppress(OSError):
+                _staged(path).unlink(missing_ok=True)
+        raise
     return paths
+
+
+def _staged(path):
+    return path.with_name(f".{path.name}.staged")
 
 
 # --------------------------------------------------------------------------- checks
@@ -323,6 +355,14 @@ def preflight(parser, args):
                 parser.error(f"--epochs {args.epochs} is too few for strategy {key!r}: it "
                              f"trains in {need} phases of at least one epoch each; use "
                              f"--epochs {need} or more")
+        asked = args.bn_mode != setting_options()["bn_mode"].default
+        ignoring = [k for k in _strategies(args)
+                    if STRATEGIES[k].bn_mode_for(args.bn_mode) != args.bn_mode]
+        if asked and ignoring and len(ignoring) == len(_strategies(args)):
+            ran = STRATEGIES[ignoring[0]].bn_mode_for(args.bn_mode)
+            parser.error(f"--bn-mode {args.bn_mode} does not apply to strategy "
+                         f"{ignoring[0]!r}: its BatchNorm layers run as {ran!r} whatever is "
+                         "asked; leave --bn-mode out, or choose a transfer strategy")
     check_backend()
     check_preset_env()
     if _needs_source_model(args):
@@ -369,26 +409,36 @@ def _settings(args, weights):
     return settings
 
 
+class Interrupted(KeyboardInterrupt):
+    """A run ended early (Ctrl-C inside training): no result is written, exit status 130."""
+
+
+def _chosen(args):
+    """The settings the arguments hold, by the settings table's names."""
+    return {name: getattr(args, name) for name in setting_options()}
+
+
 def _train_and_test(args, weights, task):
     """run / compare: the same k-shot sample for every strategy, one row each."""
     # here, not at the top: it loads Keras, which waits until the arguments are checked
     from .data import few_shot
     from .plots import plot_history
     from .evaluation import evaluate
-    from .experiments import run_strategy
+    from .experiments import run_strategy, unlabelled_for
 
     train = few_shot(task.train, args.shots, args.seed)
     rows, histories = [], []
     for key in _strategies(args):
         callbacks = [] if args.quiet else [epoch_line(STRATEGIES[key].title)]
         run = run_strategy(key, train, task.val, task.num_classes, source_weights=weights,
-                           epochs=args.epochs, learning_rate=args.learning_rate,
-                           seed=args.seed, callbacks=callbacks,
-                           allow_partial=args.allow_partial, bn_mode=args.bn_mode,
-                           finetune_lr=args.finetune_lr)
+                           callbacks=callbacks, allow_partial=args.allow_partial,
+                           unlabelled=unlabelled_for(STRATEGIES[key], task, None,
+                                                     args.bn_mode), **_chosen(args))
+        if run.history.interrupted:
+            raise Interrupted
         scores = evaluate(run.model, task.test)
         histories.append(run.history)
-        rows.append({"strategy": key, "bn_mode": args.bn_mode, "shots": args.shots,
+        rows.append({"strategy": key, "bn_mode": run.settings["bn_mode"], "shots": args.shots,
                      "epochs": run.history.epochs,
                      "accuracy": scores.accuracy, "macro_f1": scores.f1,
                      "seconds": round(run.history.seconds, 2),
@@ -412,9 +462,7 @@ def _sweep(args, weights, task):
                   f"accuracy {row['accuracy']:.1%}; {row['transfer']}", file=sys.stderr,
                   flush=True)
     rows = sweep(_strategies(args), task, shots=sorted(set(args.shots)), source_weights=weights,
-                 epochs=args.epochs, learning_rate=args.learning_rate, seed=args.seed,
-                 progress=progress, allow_partial=args.allow_partial, bn_mode=args.bn_mode,
-                 finetune_lr=args.finetune_lr)
+                 progress=progress, allow_partial=args.allow_partial, **_chosen(args))
     figure = plot_sweep(rows)  # the plot's legend: the strategies' titles
     # the files: the same strategy keys as run and compare write (and --strategies takes)
     rows = [dict(row, strategy=keys[row["strategy"]], seconds=round(row["seconds"], 2))
@@ -522,10 +570,10 @@ def main(argv=None):
         status = 1
         _load_backend()
         return COMMANDS[args.command](args)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # Ctrl-C, or a run that ended early: nothing was written
         if debug:
             raise
-        print("transferkit: interrupted", file=sys.stderr)
+        print("transferkit: interrupted; no result was written", file=sys.stderr)
         return 130
     except Exception as exc:
         if debug:

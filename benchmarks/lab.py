@@ -19,7 +19,7 @@ from pathlib import Path
 
 import transferkit as tk
 from transferkit.lab import FRAME_INTERVAL, PLOT, _Progress
-from transferkit.plots import LiveCurves
+from transferkit.curves import LiveCurves
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

@@ -481,7 +481,7 @@ def test_strategy_lab_runs_in_jupyterlab(tmp_path):
     except ImportError:
         _unavailable("the playwright package is not installed (pip install playwright)")
     assert NOTEBOOK.is_file(), f"the notebook under test, {NOTEBOOK}, is missing"
-    from transferkit.plots import run_color
+    from transferkit.curves import run_color
 
     # Evidence left by an earlier run would be mistaken for this one's.
     for stale in ARTIFACTS.glob("strategy_lab*"):

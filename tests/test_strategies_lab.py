@@ -297,7 +297,7 @@ def _history(label, losses):
 
 
 def test_a_diverging_run_is_cut_off_and_named_not_flattening_the_others():
-    from transferkit.plots import loss_limit
+    from transferkit.curves import loss_limit
     runs = [_history(f"run {i}", [2.3, 1.5, 1.0 + 0.1 * i]) for i in range(6)]
     runs.append(_history("lr 0.3", [2.3, 12.0, 9.0]))
     top, clipped = loss_limit(runs)
@@ -309,7 +309,7 @@ def test_a_diverging_run_is_cut_off_and_named_not_flattening_the_others():
 
 
 def test_twelve_runs_legend_beside_the_axes_in_their_own_colours():
-    from transferkit.plots import run_color
+    from transferkit.curves import run_color
     runs = [_history(f"strategy {i} (10 shots)", [2.3, 1.0, 0.5]) for i in range(12)]
     fig = tk.plot_history(*runs)
     from matplotlib.backends.backend_agg import FigureCanvasAgg

@@ -13,7 +13,7 @@ Tiers:
     6: training
     7: evaluation, reproducibility
     8: experiments, features, knowledge, source
-    9: failures, choosing, exercises
+    9: failures, choosing, exercises, curves
     10: plots
     11: lab_controls, lab_runner, lab_table
     12: lab_panel

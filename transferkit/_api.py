@@ -8,7 +8,7 @@ Importing this module imports Keras and the backend.
 from . import environment  # noqa: F401  (must stay the first import)
 from . import (checks, strategies, claims, data, models, datachecks, online, transfer,  # noqa: F401
                history, training, evaluation, reproducibility, experiments, features, knowledge,
-               source, failures, choosing, plots, lab)
+               source, failures, choosing, curves, plots, lab)
 from types import ModuleType as _ModuleType
 
 # 00 index: the device, the data
@@ -23,7 +23,8 @@ from .training import compile_model, fit
 from .evaluation import Scores, evaluate
 from .transfer import param_summary, save_model, save_weights
 from .source import SOURCE_RECIPE, publish_source
-from .plots import LiveCurves, plot_confusion
+from .curves import LiveCurves
+from .plots import plot_confusion
 from .claims import claim
 # 02 weight loading
 from .source import source_model
@@ -35,7 +36,8 @@ from .training import RecompileError, repeat_for
 from .transfer import unfreeze
 from .strategies import BN_MODES
 from .experiments import fine_tune, train_from_scratch
-from .plots import plot_bars, plot_history
+from .curves import plot_history
+from .plots import plot_bars
 # 05 strategy lab
 from .strategies import STRATEGIES
 from .experiments import sweep

@@ -422,7 +422,7 @@ def _train_and_test(args, weights, task):
     """run / compare: the same k-shot sample for every strategy, one row each."""
     # here, not at the top: it loads Keras, which waits until the arguments are checked
     from .data import few_shot
-    from .plots import plot_history
+    from .curves import plot_history
     from .evaluation import evaluate
     from .experiments import run_strategy, unlabelled_for
 

@@ -10,7 +10,6 @@ import platform
 import random
 import sys
 from dataclasses import dataclass
-from pathlib import Path
 
 from .checks import (ENV_CACHE, ENV_PRESET, cache_location, check_backend, check_choice,
                      check_seed)

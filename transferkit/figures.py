@@ -34,7 +34,7 @@ import numpy as np
 from matplotlib.figure import Figure as _MatplotlibFigure
 
 __all__ = ["DPI", "Figure", "FigureCheckError", "check_figure", "figure_png", "figure_problems",
-           "overlapping_tick_labels"]
+           "overlapping_tick_labels", "text_renderer"]
 
 DPI = 100  # the resolution a figure is shown at (and the PNG bytes figure_png returns)
 
@@ -60,7 +60,7 @@ class FigureCheckError(ValueError):
     """A figure without a title, axis labels or legend, or with text hidden or cut off."""
 
 
-def _renderer(fig):
+def text_renderer(fig):
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
     if not isinstance(fig.canvas, FigureCanvasAgg):
@@ -86,7 +86,7 @@ def _drawn_tick_labels(axis):
 
 def overlapping_tick_labels(ax, renderer=None):
     """Pairs of tick-label texts of one axis of ``ax`` whose boxes overlap (after a draw)."""
-    renderer = renderer or _renderer(ax.figure)
+    renderer = renderer or text_renderer(ax.figure)
     pairs = []
     if not ax.axison:
         return pairs
@@ -178,7 +178,7 @@ def _covered(ax, box, renderer):
 
 def figure_problems(fig, *, draw=True):
     """The list of what ``check_figure`` objects to (empty: the figure passes)."""
-    renderer = _renderer(fig)
+    renderer = text_renderer(fig)
     if draw:
         fig.canvas.draw()
     suptitle = fig.get_suptitle() if hasattr(fig, "get_suptitle") else ""

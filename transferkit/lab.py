@@ -27,7 +27,7 @@ from .lab_panel import Panel
 from .lab_runner import Progress, Runner
 from .lab_table import ResultsTable, lr_text
 from .models import DEFAULT_WIDTHS, build_model
-from .plots import LiveCurves
+from .curves import LiveCurves
 from .settings import resolve
 from .source import SourceModel, source_model
 from .strategies import STRATEGIES, get_strategy, split_epochs
@@ -74,7 +74,7 @@ class StrategyLab:
     Run, Stop, Clear; a progress bar; live curves of every run; a results table.
 
     ``results`` holds one dict per finished run; ``histories`` the curves drawn (run ``i``
-    keeps colour ``tk.plots.run_color(i)`` in the plot and the table).  Every value given to
+    keeps colour ``tk.curves.run_color(i)`` in the plot and the table).  Every value given to
     the constructor is checked first: a bad one raises with the API's message.
     """
 

@@ -14,7 +14,7 @@ import time
 import keras
 
 from .history import StopSwitch
-from .plots import in_jupyter
+from .curves import in_jupyter
 
 __all__ = ["Progress", "Runner", "current_cell"]
 

@@ -2,13 +2,13 @@
 
 Its columns follow the settings table: every option a run used (the common ones, and a
 strategy's own on its rows), then the scores.  Numbers are right-aligned, rows striped, each
-row keeps its run's colour (``plots.run_color``), the best test accuracy is marked.
+row keeps its run's colour (``curves.run_color``), the best test accuracy is marked.
 """
 from __future__ import annotations
 
 import html
 
-from .plots import run_color
+from .curves import run_color
 from .settings import options
 from .transfer import param_summary
 

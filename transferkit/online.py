@@ -23,7 +23,6 @@ import threading
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass
-from pathlib import Path
 
 import keras
 import numpy as np

@@ -14,7 +14,6 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from .checks import check_integer
 from ._io import WEIGHTS_SUFFIX, os_error_reason, save_atomically
 from .checks import check_integer
 from .models import HEAD, block_layers, block_names, check_input

@@ -24,6 +24,7 @@ from pathlib import Path
 from ._io import save_atomically, write_text
 from .checks import (check_backend, check_cache_location, check_output_folder,
                      check_preset_env)
+from .shared_cache import check_shared_cache
 from .strategies import BN_MODES, HEAD_LR, STRATEGIES
 
 __all__ = ["COMMANDS", "DEFAULT_TIMEOUT", "EPILOG", "EPOCHS", "KIT", "ONLINE_NAMES", "OUTPUTS",
@@ -327,6 +328,7 @@ def preflight(parser, args):
     check_preset_env()
     if _needs_source_model(args):
         check_cache_location()
+        check_shared_cache()
     if args.command in TRAINING:
         check_output_folder(args.out, [f"{args.command}.{suffix}" for suffix in OUTPUTS])
 
@@ -483,6 +485,9 @@ def command_info(args):
     for name in list(online.ONLINE_DATASETS) + list(online.BACKBONE_FILES):
         state = "cached" if online.is_cached(name) else "not cached (optional, online)"
         print(f"  {name:<20} {state}")
+    from .source import SOURCE_RECIPES, recipe_key
+    from .shared_cache import status_lines
+    print("\n".join(status_lines({n: recipe_key(r) for n, r in SOURCE_RECIPES.items()})))
     return 0
 
 

@@ -42,10 +42,11 @@ COURSE = setting("COURSE", "/srv/transferkit/course")
 SHARED_CACHE = setting("SHARED_CACHE", "/srv/transferkit/cache")
 TEACHER = setting("TEACHER", "teacher")
 STUDENTS_GROUP = setting("STUDENTS_GROUP", "transferkit-students")
-# Per student, from benchmarks/results/hub_load.json (docs/teaching/guide.md, "Running a class
-# on one server"): one Keras kernel peaks near 1.1 GB with its server; the limit leaves room
-# for a second open notebook.  One CPU each: a laptop's worth, and a fair share under load.
-MEM_LIMIT = setting("MEM_LIMIT", "3G")
+# Per student (benchmarks/results/hub_load.json; docs/teaching/guide.md, "Running a class on
+# one server"): a notebook's Keras kernel and the server charge about 0.7 GB to the student's
+# group (about 1.05 GB of PSS, shared libraries included); 2 GB leaves room for a second open
+# notebook.  One CPU each: a laptop's worth, and a fair share when many train at once.
+MEM_LIMIT = setting("MEM_LIMIT", "2G")
 CPU_LIMIT = float(setting("CPU_LIMIT", "1"))
 CULL_IDLE_S = int(setting("CULL_IDLE_S", "3600"))      # idle servers stopped after an hour
 KERNEL_IDLE_S = int(setting("KERNEL_IDLE_S", "1200"))  # idle kernels shut down after 20 min
@@ -89,7 +90,7 @@ if setting("SPAWNER", "cgroup") == "systemd":
     c.JupyterHub.spawner_class = "systemdspawner.SystemdSpawner"
     c.SystemdSpawner.isolate_tmp = True
     c.SystemdSpawner.disable_user_sudo = True
-c.Spawner.mem_limit = int(MEM_LIMIT) if MEM_LIMIT.isdigit() else MEM_LIMIT  # bytes, or 3G
+c.Spawner.mem_limit = int(MEM_LIMIT) if MEM_LIMIT.isdigit() else MEM_LIMIT  # bytes, or 2G
 c.Spawner.cpu_limit = CPU_LIMIT
 c.CgroupSpawner.require_limits = setting("REQUIRE_LIMITS", "0") == "1"
 c.Spawner.cmd = [os.path.join(VENV, "bin", "jupyterhub-singleuser")]

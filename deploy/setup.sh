@@ -14,7 +14,8 @@
 #                  deploy/requirements-hub.txt (JupyterHub, the idle culler) and the kit
 #   course [DIR]   the student version of the notebooks (tools/student_version.py: no solution
 #                  cells) and the committed files they read, into DIR ($TK_SRV/transferkit/
-#                  course): owned by root, readable by all, copied into each ~/transferkit
+#                  course): readable by all, copied into each ~/transferkit (also used by
+#                  binder/postBuild for the image; the one step that needs no root)
 #   teacher        the teacher's account ($TK_TEACHER, hub admin, 0700 home); /srv/teacher
 #                  (0700: the notebooks with solutions, the answers, the nbgrader course folder
 #                  for the grading step); /srv/nbgrader/exchange; and the shared cache built by
@@ -83,7 +84,7 @@ step_course() {
     local dest="${1:-$COURSE}"
     say "course (student version) in $dest"
     local tmp; tmp="$(mktemp -d)"
-    /usr/bin/python3 "$REPO/tools/student_version.py" "$tmp/notebooks" >/dev/null
+    "${TK_PYTHON:-/usr/bin/python3}" "$REPO/tools/student_version.py" "$tmp/notebooks" >/dev/null
     mkdir -p "$tmp/benchmarks/results" "$tmp/tests" "$tmp/docs/teaching"
     # the committed results the notebooks cite (not what a local benchmark run left there)
     (cd "$REPO" && { git ls-files benchmarks/results 2>/dev/null || ls benchmarks/results/*; } |
@@ -205,8 +206,8 @@ step_stop() {
 }
 
 main() {
-    need_root
     [ $# -gt 0 ] || set -- --help
+    case "$1" in course|--help|-h) ;; *) need_root ;; esac
     case "$1" in
         --students)
             [ $# -eq 2 ] || { echo "deploy/setup.sh --students N" >&2; exit 2; }

@@ -20,6 +20,7 @@ CHARS = "ABC"
 def _private_cache(tmp_path, monkeypatch):
     """No test may read or write the real shared cache (data/cache)."""
     monkeypatch.setenv("TRANSFERKIT_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("TRANSFERKIT_SHARED_CACHE", raising=False)  # a class hub's (set there)
 
 
 @pytest.fixture(scope="session")

@@ -49,6 +49,20 @@ def test_post_build_is_executable_stops_on_errors_and_prepares_the_source_models
     assert text.startswith("#!/usr/bin/env bash")
     assert os.access(script, os.X_OK), "chmod +x binder/postBuild"
     assert "set -euo pipefail" in text  # repo2docker does not stop on errors otherwise
-    assert "pip install --no-deps -e ." in text
-    # the source model, and the alternative sources notebooks 08-09 would otherwise train
-    assert "python -m transferkit prepare --all-sources" in text
+    # not editable: on a hub the home volume hides the checkout ($HOME), and the kit with it
+    assert re.search(r"pip install --no-deps \.$", text, re.M)
+    # the source model, and the alternative sources notebooks 08-09 would otherwise train,
+    # into the shared cache under /srv (repo2docker's environment), not under $HOME
+    assert 'TRANSFERKIT_CACHE="$share/cache" python -m transferkit prepare --all-sources' in text
+    assert 'share="${NB_PYTHON_PREFIX' in text and "/share/transferkit" in text
+    assert "deploy/setup.sh course" in text  # the course a hub copies into each home
+
+
+def test_start_names_the_cache_post_build_built_as_the_shared_cache():
+    script = BINDER / "start"
+    text = script.read_text()
+    assert os.access(script, os.X_OK), "chmod +x binder/start"
+    assert 'exec "$@"' in text  # repo2docker's entrypoint runs the server through it
+    assert re.search(r'export TRANSFERKIT_SHARED_CACHE="\$\{TRANSFERKIT_SHARED_CACHE:-'
+                     r'\$\{NB_PYTHON_PREFIX:-/srv/conda/envs/notebook\}/share/transferkit/cache\}"',
+                     text), text

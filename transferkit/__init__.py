@@ -5,7 +5,7 @@ Layers, imported one way: a module imports only from modules in lower tiers
 
 Tiers:
     0: _numerics, _io, checks, claims, figures, options
-    1: environment, strategies
+    1: environment, shared_cache, strategies
     2: data, settings
     3: models
     4: datachecks, online, transfer

@@ -28,6 +28,7 @@ from ._io import save_atomically
 from .checks import (check_backend, check_cache_location, check_output_folder,
                      check_preset_env)
 from .settings import options as setting_options
+from .shared_cache import check_shared_cache
 from .strategies import STRATEGIES
 
 __all__ = ["COMMANDS", "DEFAULT_TIMEOUT", "EPILOG", "KIT", "ONLINE_NAMES", "OUTPUTS",
@@ -367,6 +368,7 @@ def preflight(parser, args):
     check_preset_env()
     if _needs_source_model(args):
         check_cache_location()
+        check_shared_cache()
     if args.command in TRAINING:
         check_output_folder(args.out, [f"{args.command}.{suffix}" for suffix in OUTPUTS])
 
@@ -531,6 +533,9 @@ def command_info(args):
     for name in list(online.ONLINE_DATASETS) + list(online.BACKBONE_FILES):
         state = "cached" if online.is_cached(name) else "not cached (optional, online)"
         print(f"  {name:<20} {state}")
+    from .source import SOURCE_RECIPES, recipe_key
+    from .shared_cache import status_lines
+    print("\n".join(status_lines({n: recipe_key(r) for n, r in SOURCE_RECIPES.items()})))
     return 0
 
 

@@ -24,6 +24,7 @@ from .environment import (ENV_CACHE, Preset, cache_dir, mixed_precision_active, 
                           preset, set_seed)
 from .models import build_model
 from .evaluation import evaluate
+from .shared_cache import check_shared_cache, entry, refusal
 from .training import compile_model, fit
 from .transfer import load_matching_weights, save_weights
 
@@ -214,8 +215,13 @@ def source_model(recipe=SOURCE_RECIPE, verbose=True):
     ``recipe``: a recipe dict or a name from ``SOURCE_RECIPES`` (default: the letters model).
     """
     recipe = resolve_recipe(recipe)
+    shared, refused = _from_shared_cache(recipe, verbose)
+    if shared is not None:
+        return shared
     weights, meta = source_paths(recipe)
     cached, _ = _cached(weights, meta, recipe)
+    if cached is None and refused is not None:
+        raise refused  # the shared cache should hold it: never 30 trainings at once
     if cached is None:
         with _lock(str(meta) + ".lock"):
             cached, damage = _cached(weights, meta, recipe)
@@ -251,3 +257,27 @@ def _cached(weights, meta, recipe):
     except (OSError, ValueError) as exc:  # truncated or foreign file: rebuild, never use it
         return None, str(exc).split(";")[0]
 
+
+
+def _from_shared_cache(recipe, verbose):
+    """(SourceModel, None) from the shared cache ($TRANSFERKIT_SHARED_CACHE, read-only:
+    nothing is written there); (None, SharedCacheError) when it should hold this source but
+    does not hold it whole; (None, None) without a shared cache, or for a recipe of the
+    learner's own (not one of SOURCE_RECIPES), which the own cache serves."""
+    folder = check_shared_cache()
+    names = [n for n, r in SOURCE_RECIPES.items() if r == recipe]
+    if folder is None or not names:
+        return None, None
+    key, problem = recipe_key(recipe), None
+    found = entry(folder, key)
+    if found.complete:
+        try:
+            model = _load(found.weights, found.info, len(found.info["classes"]))
+        except (OSError, ValueError) as exc:  # verified, yet unreadable: refused, not trained
+            problem = f"it cannot be loaded: {str(exc).split(';')[0]}"
+        else:
+            if verbose:
+                print(f"Loaded the source model from the shared cache {shown(found.weights)}")
+            return SourceModel(model, found.weights, found.info), None
+    expected = {n: recipe_key(r) for n, r in SOURCE_RECIPES.items()}
+    return None, refusal(folder, names[0], recipe, key, expected, problem)

@@ -5,15 +5,15 @@ Layers, imported one way: a module imports only from modules in lower tiers
 
 Tiers:
     0: _numerics, _io, checks, claims, figures
-    1: environment, strategies
-    2: data
-    3: models
-    4: datachecks, online, transfer
-    5: history
+    1: arraychecks, environment, strategies
+    2: data, onlinefiles
+    3: models, weightfiles
+    4: datachecks, online
+    5: history, transfer
     6: training
     7: evaluation, reproducibility
     8: experiments, features, knowledge, source
-    9: failures, choosing
+    9: cachecheck, choosing, failures
     10: plots
     11: lab
     12: cli, _api

@@ -66,12 +66,12 @@ def _source_problem(recipe, weights, meta):
         return "its metadata is for another recipe"
     if not weights.is_file():
         return "no weights file"
-    if info.get("sha256") != _sha256(weights):
-        return "its checksum is not the one recorded (a torn or replaced file)"
-    try:
+    try:  # first: it says what a torn file is (truncated, empty, NaN weights, ...)
         read_weights_file(weights)
     except (OSError, ValueError) as exc:
-        return str(exc).split("; ")[0]
+        return str(exc).split("; ")[0].replace(repr(str(weights)), "the file")
+    if info.get("sha256") != _sha256(weights):
+        return "its checksum is not the one recorded (a replaced file)"
     return None
 
 

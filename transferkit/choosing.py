@@ -20,8 +20,8 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from .checks import check_choice
-from .datachecks import check_data
-from .models import check_model, feature_extractor, forward
+from .datachecks import check_data, checked_outputs
+from .models import check_model, feature_extractor
 from .strategies import STRATEGIES
 
 __all__ = ["FEW_SHOTS", "PLENTY_SHOTS", "RANK_KEYS", "SIMILAR", "SIMILARITY_WORDS", "Ranking",
@@ -100,7 +100,7 @@ def _features(model, data, what):
     x, y = check_data(data, what, model, head=False)
     net = model if len(model.outputs[0].shape) == 2 and model.name.endswith("_features") \
         else feature_extractor(model)
-    return forward(net, x).astype(np.float64), y
+    return checked_outputs(net, x).astype(np.float64), y
 
 
 def probe_accuracy(train_features, train_labels, val_features, val_labels):

@@ -90,6 +90,9 @@ class Dataset:
 def check_dataset_values(dataset, what):
     """What a Dataset holds: numeric, finite pixels in [0, 1] (it may hold a blank image),
     integer labels within its class names; a one-line error otherwise."""
+    if len(dataset.x) != len(dataset.y):  # changed after it was made: x and y apart
+        raise ValueError(f"{what}: {len(dataset.x)} images but {len(dataset.y)} labels; pass one "
+                         "label per image (set x and y together, or make a new tk.Dataset)")
     check_image_values(dataset.x, what, whole=False)
     names = tuple(dataset.class_names or ())
     shown = ", ".join(map(repr, names[:3])) + (", ..." if len(names) > 3 else "")

@@ -15,11 +15,11 @@ import numpy as np
 from .arraychecks import (MAX_PIXEL, MIN_TOP_PIXEL, as_array, check_image_values,
                           check_label_values, check_pixels, label_fix)
 from .data import Dataset, Task
-from .models import check_input, check_model
+from .models import check_input, check_model, forward
 
 __all__ = ["HEAD_FIX", "MAX_PIXEL", "MIN_TOP_PIXEL", "as_xy", "check_classes", "check_data",
-           "check_head_fits", "check_images", "check_pixels", "check_xy", "images_of",
-           "label_fix", "outputs_of"]
+           "check_head_fits", "check_images", "check_pixels", "check_xy", "checked_outputs",
+           "images_of", "label_fix", "outputs_of"]
 
 HEAD_FIX = "build the model with num_classes matching the task"
 
@@ -125,3 +125,17 @@ def check_head_fits(model, data, outputs):
                          f"{data.num_classes} classes ({names}): the head was built for another "
                          "task; evaluate a model built for this one (e.g. "
                          f"tk.build_model({data.num_classes}) trained on it, or tk.with_head)")
+
+
+def checked_outputs(model, x, batch_size=256):
+    """``forward(model, x)`` for checked images, refused when some outputs are not finite: a
+    model whose weights went NaN (training diverged) would otherwise score as if it always
+    said class 0 (the argmax of NaN), and predict probabilities of NaN."""
+    out = forward(model, x, batch_size)
+    bad = int(np.count_nonzero(~np.isfinite(out).reshape(len(out), -1).all(axis=1)))
+    if bad:
+        raise ValueError(f"model {model.name!r} gives NaN or infinite outputs for {bad} of "
+                         f"{len(out)} images: its weights hold NaN or inf (training diverged); "
+                         "train it again with a lower learning rate, or load good weights "
+                         "(tk.load_matching_weights)")
+    return out

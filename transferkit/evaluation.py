@@ -19,7 +19,7 @@ from sklearn import metrics
 from .arraychecks import check_label_values
 from .checks import check_choice, check_integer, is_integer
 from .data import Dataset
-from .datachecks import check_data, check_head_fits, outputs_of
+from .datachecks import check_data, check_head_fits, checked_outputs, outputs_of
 from .history import RunHistory
 from .models import check_model, forward, outputs_probabilities
 
@@ -48,13 +48,13 @@ class Scores:
 
 def predict_classes(model, data, batch_size=256):
     x = check_data(data, "data", model, labels=False)
-    return forward(model, x, batch_size).argmax(axis=1)
+    return checked_outputs(model, x, batch_size).argmax(axis=1)
 
 
 def class_probabilities(model, x, batch_size=256):
     """Class probabilities (float64 rows) of checked images: the softmax of the model's
     logits, or its outputs as they are when its last layer already is a softmax."""
-    out = forward(model, x, batch_size)
+    out = checked_outputs(model, x, batch_size)
     return np.asarray(out, dtype="float64") if outputs_probabilities(model) else softmax(out)
 
 

@@ -31,11 +31,11 @@ from sklearn.preprocessing import StandardScaler
 from .arraychecks import check_finite
 from .checks import check_choice, check_number
 from .data import Dataset
-from .datachecks import check_data
+from .datachecks import check_data, checked_outputs
 from .environment import set_seed
 from .evaluation import Scores, score_predictions
 from .figures import Figure, check_figure, overlapping_tick_labels
-from .models import HEAD, check_model, feature_extractor, forward
+from .models import HEAD, check_model, feature_extractor
 
 EMBEDDING_METHODS = ("pca", "tsne")
 KNN_FOLDS = 5  # embed's k-NN score: 5-fold cross-validation
@@ -47,7 +47,7 @@ def extract_features(model, data, batch_size=256):
     extractor = feature_extractor(model)  # a model the kit did not build: refused here
     x = check_data(data, "images", model, labels=False)
     # training=False inside predict: BatchNorm uses its moving statistics, nothing updates
-    return forward(extractor, x, batch_size)
+    return checked_outputs(extractor, x, batch_size)
 
 
 def _symmetric_power(c, power):
@@ -337,14 +337,15 @@ def weight_change(before, after, by="block"):
     if by not in ("block", "layer"):
         raise ValueError(f"by={by!r} is not known; use 'block' or 'layer'")
     before, after = (_snapshot_of(s, what) for s, what in ((before, "before"), (after, "after")))
-    if by == "block" and not all(_is_kit_layer(name) for name in before):
-        other = [name for name in before if not _is_kit_layer(name)][:3]
+    if by == "block" and not all(_is_kit_layer(name) for name in [*before, *after]):
+        other = [n for n in dict.fromkeys([*before, *after]) if not _is_kit_layer(n)][:3]
         raise ValueError(f"by='block' groups the kit's blocks (block1_conv, ...) and head, but "
                          f"the snapshots hold layers {other} (a model not built by "
                          "tk.build_model); use by='layer' for it")
     if before.keys() != after.keys():
         raise ValueError(f"the two snapshots have different layers ({sorted(before)} vs "
-                         f"{sorted(after)}); compare the same architecture")
+                         f"{sorted(after)}); pass snapshots of one model before and after "
+                         "training, e.g. before = tk.snapshot_weights(model)")
     diff, norm = {}, {}
     for name in before:
         if len(before[name]) != len(after[name]) or any(

@@ -25,8 +25,8 @@ from keras import ops
 
 from .arraychecks import check_finite, label_fix
 from .checks import check_integer, check_number
-from .datachecks import check_data
-from .models import HEAD, check_kit_model, check_model, forward, outputs_probabilities
+from .datachecks import check_data, checked_outputs
+from .models import HEAD, check_kit_model, check_model, outputs_probabilities
 from .training import MAX_EPOCHS, check_recompiled, train_loop
 
 LABEL, HAS_LABEL = 0, 1          # columns of the packed targets; teacher logits follow
@@ -81,7 +81,7 @@ def teacher_logits(teacher, data, batch_size=256):
     """The frozen teacher's logits (n, classes) for a Dataset or images, computed once."""
     _check_logits_model(teacher, "teacher")
     x = check_data(data, "images", teacher, labels=False)
-    return forward(teacher, x, batch_size).astype(np.float32)
+    return checked_outputs(teacher, x, batch_size).astype(np.float32)
 
 
 def _check_logits_model(model, what):
@@ -134,8 +134,10 @@ def pack_targets(labels, logits):
                          f"{labels.dtype}; {label_fix(labels)}")
     check_finite(logits, "logits", "compute them with tk.teacher_logits from finite images")
     if labels.size and (labels.min() < NO_LABEL or labels.max() >= logits.shape[1]):
-        raise ValueError(f"labels must be class indices 0..{logits.shape[1] - 1}, or -1 for "
-                         f"'no label'; got values from {labels.min()} to {labels.max()}")
+        bad = int(labels.max() if labels.max() >= logits.shape[1] else labels.min())
+        raise ValueError(f"labels has label {bad} but the logits have {logits.shape[1]} classes "
+                         f"(labels 0..{logits.shape[1] - 1}, or -1 for 'no label'); pass one "
+                         "such label per example")
     has_label = (labels >= 0).astype(np.float32)
     return np.concatenate([labels.astype(np.float32)[:, None], has_label[:, None], logits], axis=1)
 

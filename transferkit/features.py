@@ -344,8 +344,9 @@ def weight_change(before, after, by="block"):
                          "tk.build_model); use by='layer' for it")
     if before.keys() != after.keys():
         raise ValueError(f"the two snapshots have different layers ({sorted(before)} vs "
-                         f"{sorted(after)}); pass snapshots of one model before and after "
-                         "training, e.g. before = tk.snapshot_weights(model)")
+                         f"{sorted(after)}); compare the same architecture: snapshots of one "
+                         "model before and after training, e.g. before = "
+                         "tk.snapshot_weights(model)")
     diff, norm = {}, {}
     for name in before:
         if len(before[name]) != len(after[name]) or any(

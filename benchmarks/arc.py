@@ -35,17 +35,15 @@ Writes benchmarks/results/arc.{json,csv} atomically.  Exit status 0 whatever the
 from __future__ import annotations
 
 import argparse
-import datetime as _dt
-import json
 import math
-import os
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-from benchmarks.domain_adaptation import run_one, summarise, to_csv  # CSV columns as there
-from benchmarks.transfer_gain import git_commit, sha256, snapshot_source
+from benchmarks.domain_adaptation import FIELDS, run_one, summarise  # CSV columns as there
+from benchmarks import _run
+from benchmarks._run import sha256
+from benchmarks.transfer_gain import snapshot_source
 
 HERE = Path(__file__).resolve().parent
 METHODS = {  # key: (strategy, bn_mode)
@@ -184,14 +182,10 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    started = _dt.datetime.now().astimezone()
-    t0 = time.perf_counter()
-    load_start = os.getloadavg()
-    commit = git_commit(HERE.parent)  # at the start: the code that ran
+    run = _run.start("arc")  # before the kit loads: the clock, the code that ran
     import transferkit as tk  # first: portable numerics before NumPy and TensorFlow load
     import keras
 
-    device = tk.device_report()
     print(tk.describe_device())
     src = tk.source_model(args.source)
     folder = tempfile.TemporaryDirectory(prefix="arc-")
@@ -228,13 +222,7 @@ def main(argv=None):
     for v in verdicts:
         vals = ", ".join(f"k={x['shots']}: {x['points']:+.1f}" for x in v["values"]) or "no data"
         print(f"{v['status']}  {v['check']}  [{vals}]")
-    result = {
-        "benchmark": "arc",
-        "started": started.isoformat(timespec="seconds"),
-        "wall_seconds": time.perf_counter() - t0,
-        "loadavg_start": load_start, "loadavg_end": os.getloadavg(),
-        "device": device,
-        "transferkit": {"version": tk.__version__, "commit": commit},
+    run.finish(tk, args.out, {
         "config": {"source": args.source, "target": args.target, "shots": args.shots,
                    "pool_per_class": args.pool, "methods": methods,
                    "seeds": list(range(args.seeds)), "test_images": len(task.test)},
@@ -243,12 +231,7 @@ def main(argv=None):
                                      for k, m, a in best],
         "crossovers": [{"shots": k, "from": a, "to": b} for k, a, b in cross],
         "checks": verdicts, "runs": rows,
-    }
-    from transferkit._io import json_safe, write_text
-    json_path, csv_path = args.out / f"{args.name}.json", args.out / f"{args.name}.csv"
-    write_text(json_path, json.dumps(json_safe(result), indent=1) + "\n")
-    write_text(csv_path, to_csv(rows))
-    print(f"\nWrote {json_path} and {csv_path} ({result['wall_seconds']:.0f} s in all)")
+    }, name=args.name, csv_rows=rows, csv_fields=FIELDS)
     return 0
 
 

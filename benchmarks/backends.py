@@ -167,7 +167,7 @@ def main(argv=None):
            "config": {"epochs": args.epochs, "batch_size": args.batch_size,
                       "train_images": len(task.train), "backends": args.backends},
            "runs": rows}
-    from transferkit._io import json_safe as clean, write_text as write_atomic  # Keras: only now
+    from transferkit.files import json_safe as clean, write_text as write_atomic  # Keras: only now
     path = args.out / f"{args.name}.json"
     write_atomic(path, json.dumps(clean(out), indent=1) + "\n")
     print(f"\nWrote {path}")

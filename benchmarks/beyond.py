@@ -48,7 +48,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results" / "beyond.json"
-from transferkit._io import json_safe as clean, write_text as write_atomic  # noqa: E402
+from transferkit.files import json_safe as clean, write_text as write_atomic  # noqa: E402
 
 import transferkit as tk  # noqa: E402
 

@@ -99,7 +99,7 @@ def main(argv=None):
                "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
     print(f"on {machine['cpu']} ({machine['cpu_cores']} cores), Python {machine['python']}, "
           f"load average {machine['load_average_start']} -> {machine['load_average_end']}")
-    from transferkit._io import json_safe as clean, write_text as write_atomic  # Keras: only now
+    from transferkit.files import json_safe as clean, write_text as write_atomic  # Keras: only now
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
     writer.writeheader()

@@ -21,17 +21,12 @@ sample std per shift and method).
 from __future__ import annotations
 
 import argparse
-import datetime as _dt
-import json
-import os
 import statistics
 import sys
-import time
 from pathlib import Path
 
-from benchmarks.transfer_gain import git_commit
+from benchmarks._run import RESULTS, start
 
-HERE = Path(__file__).resolve().parent
 METHODS = ("probe", "coral", "adabn", "adabn+coral")
 
 
@@ -47,10 +42,9 @@ def probe_accuracy(train_features, labels, test_features, test_labels):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--seeds", type=int, default=3)
-    p.add_argument("--out", type=Path, default=HERE / "results")
+    p.add_argument("--out", type=Path, default=RESULTS)
     args = p.parse_args(argv)
-    started, t0, load_start = _dt.datetime.now().astimezone(), time.perf_counter(), os.getloadavg()
-    commit = git_commit(HERE.parent)
+    run = start("coral")
     import transferkit as tk  # first: portable numerics before NumPy and TensorFlow load
 
     print(tk.describe_device())
@@ -88,22 +82,11 @@ def main(argv=None):
             cells.append(f"{100 * statistics.fmean(acc):.1f} ± {100 * std:.1f}".rjust(16))
         lines.append(f"{kind:<10}" + "".join(cells))
     print("\n" + "\n".join(lines))
-    result = {"benchmark": "coral", "started": started.isoformat(timespec="seconds"),
-              "wall_seconds": time.perf_counter() - t0, "loadavg_start": load_start,
-              "loadavg_end": os.getloadavg(), "device": tk.device_report(),
-              "transferkit": {"version": tk.__version__, "commit": commit},
-              "config": {"labelled": "10 clean images per class", "unlabelled":
-                         "the shifted training pool", "seeds": list(range(args.seeds)),
-                         "methods": list(METHODS)},
-              "summary": summary, "runs": rows}
-    from transferkit._io import json_safe, write_text
-    path = args.out / "coral.json"
-    write_text(path, json.dumps(json_safe(result), indent=1) + "\n")
-    device = result["device"]
-    write_text(args.out / "coral.md", "# benchmarks/coral.py\n\n" + f"{device['cpu']}, "
-               f"{device['cpu_cores']} cores, numerics {device['numerics']}, commit {commit}, "
-               f"{started:%Y-%m-%d}\n\n```\n" + "\n".join(lines) + "\n```\n")
-    print(f"\nWrote {path} and coral.md ({result['wall_seconds']:.0f} s)")
+    run.finish(tk, args.out, {
+        "config": {"labelled": "10 clean images per class", "unlabelled":
+                   "the shifted training pool", "seeds": list(range(args.seeds)),
+                   "methods": list(METHODS)},
+        "summary": summary, "runs": rows}, markdown=lines)
     return 0
 
 

@@ -32,20 +32,18 @@ recomputes the summary and checks of a saved result without training.
 from __future__ import annotations
 
 import argparse
-import csv
-import datetime as _dt
 import gc
-import io
 import json
 import math
-import os
 import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.transfer_gain import git_commit, sha256, snapshot_source
+from benchmarks import _run
+from benchmarks._run import sha256
+from benchmarks.transfer_gain import snapshot_source
 
 HERE = Path(__file__).resolve().parent
 SHIFTS = ("none", "inverted", "rotated", "noisy", "restyled")
@@ -155,11 +153,7 @@ FIELDS = ("shift", "method", "strategy", "bn_mode", "seed", "shots", "accuracy",
 
 
 def to_csv(rows):
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=FIELDS, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    return buf.getvalue()
+    return _run.to_csv(rows, FIELDS)
 
 
 def parse_args(argv=None):
@@ -180,7 +174,7 @@ def parse_args(argv=None):
 
 
 def resummarise(path):
-    from transferkit._io import write_text  # the kit's atomic writer (no Keras needed)
+    from transferkit.files import write_text  # the kit's atomic writer (no Keras needed)
 
     result = json.loads(path.read_text())
     result["summary"] = summarise(result["runs"])
@@ -195,14 +189,10 @@ def main(argv=None):
     args = parse_args(argv)
     if args.summarise:
         return resummarise(args.summarise)
-    started = _dt.datetime.now().astimezone()
-    t0 = time.perf_counter()
-    load_start = os.getloadavg()
-    commit = git_commit(HERE.parent)  # at the start: the code that ran
+    run = _run.start("domain_adaptation")  # before the kit loads: the clock, the code that ran
     import transferkit as tk  # first: portable numerics before NumPy and TensorFlow load
     import keras
 
-    device = tk.device_report()
     print(tk.describe_device())
     src = tk.source_model()
     folder = tempfile.TemporaryDirectory(prefix="domain_adaptation-")
@@ -226,13 +216,7 @@ def main(argv=None):
     print(table(summary))
     verdicts = checks(summary)
     print_checks(verdicts)
-    result = {
-        "benchmark": "domain_adaptation",
-        "started": started.isoformat(timespec="seconds"),
-        "wall_seconds": time.perf_counter() - t0,
-        "loadavg_start": load_start, "loadavg_end": os.getloadavg(),
-        "device": device,
-        "transferkit": {"version": tk.__version__, "commit": commit},
+    run.finish(tk, args.out, {
         "config": {"shifts": args.shifts, "methods": {m: METHODS[m] for m in args.methods},
                    "methods_note": "(strategy, bn_mode[, fine-tuning rate via tk.fine_tune])",
                    "seeds": list(range(args.seeds)), "shots": args.shots,
@@ -240,12 +224,7 @@ def main(argv=None):
                    "test_images": len(base.test)},
         "source": {"weights": src.weights_path.name, "snapshot_sha256": sha256(weights)},
         "summary": summary, "checks": verdicts, "runs": rows,
-    }
-    from transferkit._io import json_safe, write_text
-    json_path, csv_path = args.out / f"{args.name}.json", args.out / f"{args.name}.csv"
-    write_text(json_path, json.dumps(json_safe(result), indent=1) + "\n")
-    write_text(csv_path, to_csv(rows))
-    print(f"\nWrote {json_path} and {csv_path} ({result['wall_seconds']:.0f} s in all)")
+    }, name=args.name, csv_rows=rows, csv_fields=FIELDS)
     return 0
 
 

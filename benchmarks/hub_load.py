@@ -345,7 +345,7 @@ def main(argv=None):
         data["summary"] = summarise(data["rounds"], data["meta"]["steps"])
         table = markdown(data["summary"], data["meta"]["steps"], data["meta"])
         print(table)
-        from transferkit._io import write_text  # the kit's atomic writer (Keras loads: only now)
+        from transferkit.files import write_text  # the kit's atomic writer (Keras loads: only now)
 
         write_text(args.summarise, json.dumps(data, indent=1))
         write_text(args.summarise.with_suffix(".md"), table)
@@ -372,7 +372,7 @@ def main(argv=None):
     rows = summarise(rounds, args.steps)
     table = markdown(rows, args.steps, meta)
     print(table)
-    from transferkit._io import write_text  # the kit's atomic writer (Keras loads: only now)
+    from transferkit.files import write_text  # the kit's atomic writer (Keras loads: only now)
 
     args.out.mkdir(parents=True, exist_ok=True)
     write_text(args.out / f"{args.name}.json", json.dumps(

@@ -124,7 +124,7 @@ def main(argv=None):
     out = {"device": tk.device_report(), "loadavg": os.getloadavg(), "runs": rows,
            "sweep": sweep, "bare_fit_seconds": bare, "kit_fit_seconds": kit, "frames": frames,
            "overhead": overhead}
-    from transferkit._io import json_safe as clean, write_text as write_atomic
+    from transferkit.files import json_safe as clean, write_text as write_atomic
     write_atomic(RESULTS / "lab.json", json.dumps(clean(out), indent=1) + "\n")
     print(f"wrote {RESULTS / 'lab.json'}")
 

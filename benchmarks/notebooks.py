@@ -410,7 +410,7 @@ def main(argv=None):
         "notebooks": results, "checks": checks, "passed": passed,
     }
     path = args.out / f"{args.name}.json"
-    from transferkit._io import json_safe as _clean, write_text as write_atomic  # Keras: only now
+    from transferkit.files import json_safe as _clean, write_text as write_atomic  # Keras: only now
     write_atomic(path, json.dumps(_clean(out), indent=1) + "\n")
     print(f"Wrote {path}")
     return 0 if passed else 1

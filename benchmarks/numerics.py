@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-from transferkit._io import json_safe as clean, write_text as write_atomic  # noqa: E402
+from transferkit.files import json_safe as clean, write_text as write_atomic  # noqa: E402
 
 JOB = """
 import json, time, transferkit as tk

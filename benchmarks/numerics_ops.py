@@ -27,7 +27,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 from keras import ops  # noqa: E402
 
-from transferkit._io import json_safe, write_text  # noqa: E402
+from transferkit.files import json_safe, write_text  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

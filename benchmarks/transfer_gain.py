@@ -27,21 +27,17 @@ fails with the full 3 seeds, 0 otherwise.
 from __future__ import annotations
 
 import argparse
-import csv
-import datetime as _dt
 import gc
-import hashlib
-import io
-import json
 import math
-import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from benchmarks import _run
+from benchmarks._run import sha256
 
 HERE = Path(__file__).resolve().parent
 STRATEGIES = ("scratch", "feature", "finetune")
@@ -53,21 +49,6 @@ CRITERION_MAX_K = 10     # ... at some k <= 10
 # --------------------------------------------------------------------------- files
 
 
-
-
-def git_commit(repo: Path):
-    try:
-        out = subprocess.run(["git", "-C", str(repo), "rev-parse", "--short", "HEAD"],
-                             capture_output=True, text=True, timeout=10)
-        dirty = subprocess.run(["git", "-C", str(repo), "status", "--porcelain", "--",
-                                "transferkit"], capture_output=True, text=True, timeout=10)
-        return out.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "") or None
-    except (OSError, subprocess.SubprocessError):
-        return None
-
-
-def sha256(path):
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 # --------------------------------------------------------------------------- runs
@@ -217,12 +198,7 @@ CSV_FIELDS = ("shots", "seed", "strategy", "accuracy", "macro_f1", "macro_precis
 
 
 def to_csv(rows):
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=CSV_FIELDS, lineterminator="\n")
-    writer.writeheader()
-    for r in rows:
-        writer.writerow({**r, "layers_skipped": " ".join(r["layers_skipped"])})
-    return buf.getvalue()
+    return _run.to_csv(rows, CSV_FIELDS)
 
 
 # --------------------------------------------------------------------------- main
@@ -256,14 +232,11 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    started = _dt.datetime.now().astimezone()
-    t0 = time.perf_counter()
-    load_start = os.getloadavg()
+    run = _run.start("transfer_gain")
 
     import transferkit as tk  # first: portable numerics before NumPy and TensorFlow load
     import keras
 
-    device = tk.device_report()
     print(tk.describe_device())
     from transferkit.source import source_paths
     source_cached = all(p.exists() for p in source_paths())  # else the run trains it first
@@ -292,13 +265,7 @@ def main(argv=None):
     print()
     print(table(summary, gain_rows, check))
 
-    result = {
-        "benchmark": "transfer_gain",
-        "started": started.isoformat(timespec="seconds"),
-        "wall_seconds": time.perf_counter() - t0,
-        "loadavg_start": load_start, "loadavg_end": os.getloadavg(),
-        "device": device,
-        "transferkit": {"version": tk.__version__, "commit": git_commit(HERE.parent)},
+    run.finish(tk, args.out, {
         "config": {"shots": args.shots, "seeds": seeds, "strategies": args.strategies,
                    "quick": args.quick, "threshold_points": args.threshold,
                    "test_images": len(task.test), "val_images": len(task.val)},
@@ -306,13 +273,7 @@ def main(argv=None):
                    "key": src.info.get("key"), "cached_before_run": source_cached,
                    "snapshot_sha256": sha256(weights)},
         "summary": summary, "gains": gain_rows, "check": check, "runs": rows,
-    }
-    json_path, csv_path = args.out / f"{args.name}.json", args.out / f"{args.name}.csv"
-    from transferkit._io import json_safe as _clean, write_text as write_atomic  # Keras: only now
-    write_atomic(json_path, json.dumps(_clean(result), indent=1) + "\n")
-    write_atomic(csv_path, to_csv(rows))
-    print(f"\nWrote {json_path} and {csv_path} "
-          f"({result['wall_seconds']:.0f} s in all)")
+    }, name=args.name, csv_rows=rows, csv_fields=CSV_FIELDS)
     return 1 if check["complete"] and not check["passed"] else 0
 
 

@@ -10,6 +10,7 @@ damaged caches, which must never be read as if they were whole.
 from __future__ import annotations
 
 import contextlib
+import copy
 import hashlib
 import io
 import json
@@ -20,6 +21,7 @@ import sys
 import textwrap
 from pathlib import Path
 from types import SimpleNamespace
+from unittest import mock
 
 import keras
 import numpy as np
@@ -28,7 +30,7 @@ import pytest
 import transferkit as tk
 from helpers import TINY_WIDTHS, all_equal, snapshot, tiny_model
 from transferkit.source import source_paths
-from transferkit._io import save_atomically
+from transferkit.files import remove_stale_temporaries, save_atomically
 
 KIT = Path(tk.__file__).resolve().parent
 TINY_RECIPE = dict(tk.SOURCE_RECIPE, train_per_class=5, epochs=1, widths=list(TINY_WIDTHS))
@@ -1031,3 +1033,364 @@ def test_a_leftover_temporary_file_is_never_read(tiny_cache, tmp_path, monkeypat
     assert "training it now" in capsys.readouterr().out
     assert all_equal(snapshot(built.model), tiny_cache.snapshot)
     assert leftover.read_bytes() == tiny_cache.bytes[:100]  # ignored, not mistaken for the cache
+
+
+# --------------------------------------------------------------------------- issue 23: checks
+# where inputs enter (C82 ...): tests/test_api_walk.py walks every public function with these
+# kinds of bad input; the entries here pin the messages.
+def _foreign(name="mine", softmax=False):
+    """A classifier of one's own: Flatten + Dense, the kit's input and output shapes."""
+    return keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Flatten(),
+                             keras.layers.Dense(3, activation="softmax" if softmax else None)],
+                            name=name)
+
+
+def _with_nan(x, at=(2, 3, 3, 0)):
+    x = np.array(x, copy=True)
+    x[at] = np.nan
+    return x
+
+
+@pytest.mark.parametrize("call, what", [
+    (lambda m, x: tk.adapt_batchnorm(m, x), "unlabelled images"),
+    (lambda m, x: tk.extract_features(m, x), "images"),
+    (lambda m, x: tk.predict(m, x), "images"),
+    (lambda m, x: tk.teacher_logits(m, x), "images"),
+    (lambda m, x: tk.feature_maps(m, x[2]), "image"),
+    (lambda m, x: tk.unlabelled_rest(x, x[:3]), "pool"),
+], ids=["adapt_batchnorm", "extract_features", "predict", "teacher_logits", "feature_maps",
+        "unlabelled_rest"])
+def test_c82_nan_or_0_255_images_in_functions_that_skipped_the_data_check(letters, call, what):
+    """They passed NaN pixels (BatchNorm statistics became NaN: 73.5 % -> 10 %; features and
+    'confidence nan') and 0-255 images (AdaBN on them: 10 % instead of 68 %) silently."""
+    model = tiny_model(3, name="checked")
+    before = snapshot(model)
+    with pytest.raises(ValueError) as err:
+        call(model, _with_nan(letters.x))
+    assert_clear(err, f"{what} has 1 image(s) with NaN or infinite pixels", "np.nan_to_num")
+    with pytest.raises(ValueError) as err:
+        call(model, np.round(letters.x * 255).astype(np.uint8))
+    assert_clear(err, f"{what} pixel values reach 255", "x.astype('float32') / 255")
+    assert all_equal(snapshot(model), before)  # adapt_batchnorm changed nothing
+
+
+@pytest.mark.parametrize("change, needles", [
+    (lambda d: setattr(d, "y", d.y - 1), ("has label -1 but 3 class names ('A', 'B', 'C')",
+                                          "(labels 0..2)", "pass labels in that range")),
+    (lambda d: setattr(d, "y", d.y + 1), ("has label 3 but 3 class names",)),
+    (lambda d: setattr(d, "y", d.y.astype(np.float32)), ("dtype float32",
+                                                        "convert with y.astype('int64')")),
+    (lambda d: setattr(d, "y", d.y[:30]), ("36 images but 30 labels",
+                                           "set x and y together")),
+], ids=["negative", "equal-to-classes", "float", "x-and-y-apart"])
+def test_c83_labels_a_dataset_cannot_hold(letters, change, needles):
+    """few_shot failed inside NumPy on them, or at k=1 dropped the image silently; a Dataset
+    whose x and y were changed apart (found by tests/test_fuzz.py) failed with an IndexError."""
+    changed = copy.copy(letters)
+    change(changed)
+    with pytest.raises(ValueError) as err:
+        tk.few_shot(changed, 1)
+    assert_clear(err, "dataset 'abc train'", *needles)
+    with pytest.raises(ValueError) as err:  # and when a Dataset is made
+        tk.Dataset(changed.x, changed.y, letters.class_names, "made")
+    assert_clear(err, "Dataset 'made'", needles[0])
+
+
+@pytest.mark.parametrize("call, needles", [
+    (lambda m: tk.freeze(m), ("model 'mine' has no blocks named block1_..., block2_...",
+                              "not built by tk.build_model", "layer.trainable = False")),
+    (lambda m: tk.unfreeze(m, top=1), ("tk.unfreeze works on the kit's named blocks",
+                                       "layer.trainable = True")),
+    (lambda m: tk.param_summary(m), ("has no layer named 'head'", "model.summary()")),
+    (lambda m: tk.extract_features(m, np.zeros((1, 28, 28, 1))),
+     ("has no layer named 'features'", "keras.Model(model.input")),
+    (lambda m: tk.with_head(m, tiny_model(3)), ("backbone_model 'mine' has no blocks",
+                                                "pass models built with tk.build_model")),
+    (lambda m: tk.adapt_batchnorm(m, np.random.default_rng(0).random((4, 28, 28, 1))),
+     ("has no BatchNormalization layers: there is nothing to adapt",)),
+    (lambda m: tk.weight_change(m, m), ("by='block' groups the kit's blocks", "use by='layer'")),
+    (lambda m: tk.attach_l2sp(m), ("L2-SP anchors every layer but the new head",)),
+], ids=["freeze", "unfreeze", "param_summary", "extract_features", "with_head",
+        "adapt_batchnorm", "weight_change", "attach_l2sp"])
+def test_c84_a_model_the_kit_did_not_build_where_the_kit_reads_its_blocks(call, needles):
+    """freeze froze nothing and returned [], adapt_batchnorm adapted nothing, the others
+    failed inside Keras ('No such layer: head')."""
+    model = _foreign()
+    flags = [layer.trainable for layer in model.layers]
+    with pytest.raises(ValueError) as err:
+        call(model)
+    assert_clear(err, *needles)
+    assert [layer.trainable for layer in model.layers] == flags
+
+
+def test_c85_blocks_and_top_together():
+    """freeze(model, 'block1', top=1) froze block3: top won, silently."""
+    model = tiny_model(3)
+    with pytest.raises(ValueError) as err:
+        tk.freeze(model, "block1", top=1)
+    assert_clear(err, "freeze(model, blocks='block1', top=1) names blocks twice",
+                 "pass either blocks=[...] (by name) or top=n")
+    assert all(layer.trainable for layer in model.layers)
+    with pytest.raises(TypeError) as err:
+        tk.unfreeze(model, blocks=3)
+    assert_clear(err, "blocks=3 must be a block name or a list of them")
+
+
+@pytest.mark.parametrize("block_lr, error, needles", [
+    ({"blok1": 0.1}, ValueError, ("block_lr names 'blok1'", "['block1', 'block2', 'head']")),
+    ({"block1": float("nan")}, ValueError, ("block_lr['block1']=nan is out of range",
+                                           "a positive multiplier")),
+    ({"block1": 0}, ValueError, ("block_lr['block1']=0", "tk.freeze it")),
+    ({"head": -1.0}, ValueError, ("block_lr['head']=-1.0",)),
+    ([0.1, 1.0], TypeError, ("block_lr=[0.1, 1.0] must be a dict",
+                             "block_lr={'block1': 0.1}")),
+], ids=["unknown-block", "nan", "zero", "negative", "list"])
+def test_c86_block_learning_rates_that_cannot_be_right(block_lr, error, needles):
+    """An unknown block was ignored; a NaN multiplier gave NaN weights after one epoch."""
+    with pytest.raises(error) as err:
+        tk.compile_model(tiny_model(3), block_lr=block_lr)
+    assert_clear(err, *needles)
+
+
+def test_c87_a_model_that_ends_in_a_softmax(letters):
+    """tk.predict applied softmax to its probabilities again (every 'confidence' near 1/3)."""
+    article = _foreign("article", softmax=True)
+    probabilities = keras.ops.convert_to_numpy(article(letters.x[:5]))
+    np.testing.assert_allclose(tk.predict(article, letters.x[:5]).probabilities, probabilities,
+                               rtol=1e-6)
+    with pytest.raises(ValueError) as err:
+        tk.compile_model(article)
+    assert_clear(err, "model 'article' ends in a softmax", "loss reads logits",
+                 "loss='sparse_categorical_crossentropy'")
+    with pytest.raises(ValueError) as err:
+        tk.teacher_logits(article, letters.x)
+    assert_clear(err, "teacher 'article' ends in a softmax", "distillation needs logits")
+
+
+@pytest.fixture(scope="module")
+def nan_weights_file(tmp_path_factory):
+    """Weights of a model whose training diverged: one NaN in block1's kernel."""
+    model = tk.build_model(3, widths=TINY_WIDTHS, name="diverged")
+    kernel = model.get_layer("block1_conv").kernel
+    values = keras.ops.convert_to_numpy(kernel).copy()
+    values.flat[0] = np.nan
+    kernel.assign(values)
+    path = tmp_path_factory.mktemp("nan") / "diverged.weights.h5"
+    model.save_weights(path)
+    return path, model
+
+
+def test_c88_weights_that_hold_nan(nan_weights_file, letters, capsys):
+    """They loaded as "6 of 6 layers" and trained to 10 %."""
+    path, diverged = nan_weights_file
+    model = tiny_model(3)
+    before = snapshot(model)
+    for load in (lambda: tk.read_weights_file(path), lambda: tk.load_matching_weights(model, path)):
+        with pytest.raises(ValueError) as err:
+            load()
+        assert_clear(err, str(path), "holds 1 NaN or infinite weight(s) in layer 'block1_conv'",
+                     "training diverged", "tk.source_model().weights_path")
+    assert all_equal(snapshot(model), before)
+    with pytest.raises(ValueError) as err:
+        tk.run_strategy("feature_extraction", letters, None, 3, source_weights=path, epochs=1,
+                        allow_partial=True)
+    assert_clear(err, "NaN or infinite weight(s)")
+    assert capsys.readouterr().out == ""  # before training
+    with pytest.raises(ValueError) as err:  # nor does the cache take them
+        tk.publish_source(diverged, tk.evaluate(tiny_model(3), letters), TINY_RECIPE)
+    assert_clear(err, "model 'diverged' holds 1 NaN or infinite weight(s)")
+
+
+@pytest.mark.parametrize("make, needles", [
+    (lambda p: p.write_bytes(b""), ("is empty (0 bytes)", "delete it and save again")),
+    (lambda p: p.write_text("not HDF5"), ("is not an HDF5 file", "so not a Keras weights file",
+                                          "tk.save_weights(model, path)")),
+    (lambda p: h5py_file(p, data=np.arange(3.0)), ("is an HDF5 file but not a Keras weights file",
+                                                   "it holds data", "tk.save_weights")),
+    (lambda p: h5py_file(p, attrs={"layer_names": [b"dense"]}),
+     ("is a Keras 2 (legacy .h5) weights file", "model.load_weights(path)")),
+], ids=["empty", "not-hdf5", "other-hdf5", "keras-2"])
+def test_c89_a_file_that_is_not_a_keras_3_weights_file(tmp_path, make, needles):
+    """Each was diagnosed 'it may be truncated by an interrupted save'."""
+    path = tmp_path / "other.weights.h5"
+    make(path)
+    with pytest.raises(ValueError) as err:
+        tk.load_matching_weights(tiny_model(3), path)
+    assert_clear(err, str(path), *needles)
+    assert "truncated" not in str(err.value) or "empty" in needles[0]
+
+
+def h5py_file(path, data=None, attrs=None):
+    import h5py
+
+    with h5py.File(path, "w") as f:
+        if data is not None:
+            f.create_dataset("data", data=data)
+        for key, value in (attrs or {}).items():
+            f.attrs[key] = value
+
+
+@pytest.mark.parametrize("value, offline", [("1", True), ("true", True), ("Yes", True),
+                                            ("on", True), ("0", False), ("false", False),
+                                            ("no", False), ("off", False), ("", False)])
+def test_c90_the_offline_switch_reads_as_a_switch(monkeypatch, value, offline):
+    """TRANSFERKIT_OFFLINE=false meant offline (anything but '' and '0' did)."""
+    monkeypatch.setenv("TRANSFERKIT_OFFLINE", value)
+    assert tk.online.offline_requested() is offline
+    assert (tk.online.check_connection("http://127.0.0.1:9/", timeout=0.5)
+            == "TRANSFERKIT_OFFLINE is set") is offline
+
+
+def test_c90_an_offline_switch_the_kit_cannot_read(monkeypatch):
+    monkeypatch.setenv("TRANSFERKIT_OFFLINE", "maybe")
+    with pytest.raises(ValueError) as err:
+        tk.online_task("mnist", timeout=1)
+    assert_clear(err, "TRANSFERKIT_OFFLINE='maybe' is not understood",
+                 "set it to 1 (never download) or 0 (downloads allowed), or unset it")
+
+
+def test_c91_keras_backend_set_after_keras_loaded(monkeypatch, recwarn):
+    """It was ignored without a word: the kit kept training with the backend it loaded."""
+    running = keras.backend.backend()
+    other = "jax" if running != "jax" else "torch"
+    monkeypatch.setenv("KERAS_BACKEND", other)
+    monkeypatch.setattr(tk.environment, "_warned_backends", set())
+    tiny_model(3)
+    tiny_model(3)
+    said = [w for w in recwarn if issubclass(w.category, tk.environment.BackendWarning)]
+    assert len(said) == 1, said  # once, not at every model
+    message = str(said[0].message)
+    assert "\n" not in message and f"KERAS_BACKEND={other!r} was set after Keras loaded" in message
+    assert "restart the kernel and set it before importing transferkit" in message
+    assert f"(warning: KERAS_BACKEND={other!r} was set after" in tk.describe_device()
+    monkeypatch.setenv("KERAS_BACKEND", running)
+    assert "warning" not in tk.describe_device()
+
+
+def test_c92_a_model_whose_outputs_are_nan(letters):
+    """Found by tests/test_fuzz.py: a model whose weights went NaN scored as if it always said
+    class 0 (the argmax of NaN: 33 % here) and predicted probabilities of NaN."""
+    model = tiny_model(3, name="diverged")
+    kernel = model.get_layer("head").kernel
+    kernel.assign(np.full(kernel.shape, np.nan, dtype="float32"))
+    for call in (lambda: tk.evaluate(model, letters), lambda: tk.predict(model, letters.x),
+                 lambda: tk.worst_mistakes(model, letters, n=3)):
+        with pytest.raises(ValueError) as err:
+            call()
+        assert_clear(err, "model 'diverged' gives NaN or infinite outputs for 36 of 36 images",
+                     "training diverged", "lower learning rate")
+
+
+@pytest.mark.parametrize("call, error, needles", [
+    (lambda d: tk.score_predictions([0, 1, 5], [0, 1, 2], ("a", "b", "c")), ValueError,
+     ("y_true has label 5 but 3 class names are given", "pass class_names")),
+    (lambda d: tk.linear_probe(tiny_model(3), d.subset(np.flatnonzero(d.y < 2)), d), ValueError,
+     ("test data has label 2, which the training data does not have",
+      "tk.few_shot(task.train, k) and task.test")),
+    (lambda d: tk.unlabelled_rest(d, tk.data.glyph_dataset("ABC", 2, seed=5)), ValueError,
+     ("6 of the 6 labelled images are not in the pool", "pass the pool they were drawn from")),
+    (lambda d: tk.embed(tiny_model(3), tk.few_shot(d, 2)), ValueError,
+     ("needs at least 2 classes of 5 images each", "the smallest with 2", "pass more images")),
+    (lambda d: tk.predict(tiny_model(3), d.x[:2], class_names=("a", "b")), ValueError,
+     ("class_names=('a', 'b') must name each of the model's 3 classes",)),
+    (lambda d: tk.Task("t", d, d, tk.Dataset(d.x, d.y, ("x", "y", "z"), "other")), ValueError,
+     ("Task 't': test has class names ('x', 'y', 'z') but train ('A', 'B', 'C')",
+      "pass splits of one task")),
+    (lambda d: tk.with_head(tk.build_model(3, widths=(4, 8)), tk.build_model(3, widths=(4, 16))),
+     ValueError, ("reads 16 features but the backbone", "the same widths")),
+    (lambda d: tk.shift((d.x, d.y), "noisy"), TypeError,
+     ("shift takes one Dataset, got tuple", "tk.Dataset(x, y, class_names)")),
+], ids=["score_predictions", "linear_probe", "unlabelled_rest", "embed", "predict-names",
+        "task-splits", "with_head-widths", "shift-a-pair"])
+def test_c93_arguments_that_disagreed_silently_or_failed_deep(letters, call, error, needles):
+    """Each returned a wrong result (scores that left a class out, the whole pool as 'the
+    rest') or failed inside scikit-learn, NumPy or Keras."""
+    with pytest.raises(error) as err:
+        call(letters)
+    assert_clear(err, *needles)
+
+
+# ---- the engineer's files: what the walk and the new checks found there (flip when fixed)
+def test_c94_a_seed_numpy_cannot_take():
+    with pytest.raises(ValueError) as err:
+        tk.set_seed(2 ** 32)
+    assert_clear(err, "seed=4294967296", "from 0 to 4294967295")
+
+
+@pytest.mark.parametrize("kwargs, needle", [({"finetune_epochs": 0}, "finetune_epochs=0"),
+                                            ({"finetune_lr": 5.0}, "finetune_lr=5.0"),
+                                            ({"head_lr": "fast"}, "head_lr='fast'")],
+                         ids=["finetune_epochs", "finetune_lr", "head_lr"])
+def test_c95_fine_tune_names_its_own_argument_before_training(letters, kwargs, needle):
+    args = {"head_epochs": 1, "finetune_epochs": 1, **kwargs}
+    model = tk.compile_model(tiny_model(3))
+    with mock.patch.object(keras.Model, "fit", side_effect=AssertionError("trained")):
+        with pytest.raises((ValueError, TypeError)) as err:
+            tk.fine_tune(model, letters, None, **args)
+    assert_clear(err, needle)
+
+
+def test_c96_sweep_checks_the_test_split_before_training(letters, weights_file):
+    test = copy.copy(letters)
+    test.x = _with_nan(letters.x)
+    task = copy.copy(tk.Task("abc", letters, letters, letters))
+    task.test = test
+    with mock.patch.object(keras.Model, "fit", side_effect=AssertionError("trained")):
+        with pytest.raises(ValueError) as err:
+            tk.sweep(["scratch"], task, shots=[1], epochs=1)
+    assert_clear(err, "NaN")
+
+
+KILLED_WRITER = textwrap.dedent("""
+    import importlib.util, sys, time
+    spec = importlib.util.spec_from_file_location("kit_io", sys.argv[1])
+    kit_io = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(kit_io)  # the kit's atomic writer alone: no Keras to wait for
+
+    def write(tmp):
+        with open(tmp, "wb") as handle:
+            handle.write(b"half a file")
+        print("WRITING", tmp, flush=True)
+        time.sleep(120)  # killed here, before the rename
+
+    kit_io.save_atomically(write, sys.argv[2])
+""")
+
+
+def _start_writer(target):
+    proc = subprocess.Popen([sys.executable, "-c", KILLED_WRITER, str(KIT / "files.py"), str(target)],
+                            stdout=subprocess.PIPE, text=True)
+    line = proc.stdout.readline()
+    assert line.startswith("WRITING "), line
+    return proc, Path(line.split(" ", 1)[1].strip())
+
+
+@pytest.mark.skipif(os.name != "posix", reason="process ids are asked with os.kill(pid, 0)")
+def test_temporary_files_of_killed_writers_are_removed_at_the_next_start(tmp_path, monkeypatch):
+    """A process killed while saving left its temporary file in the cache for good; now the
+    first use of the cache in a process removes it, and never a live writer's file."""
+    cache = tmp_path / "cache"
+    (cache / "online" / "datasets").mkdir(parents=True)
+    killed, killed_tmp = _start_writer(cache / "source-abc.weights.h5")
+    live, live_tmp = _start_writer(cache / "online" / "datasets" / "mnist.npz")
+    try:
+        assert f"-{killed.pid}-" in killed_tmp.name and killed_tmp.parent == cache
+        killed.kill()
+        killed.wait(timeout=30)
+        old = cache / ".source-def.weights.h5.abc123.tmp.weights.h5"  # an older kit's name
+        fresh = cache / ".run.json.xyz789.tmp.json"
+        keep = [cache / ".gitignore", cache / "source-abc.json.lock", fresh, live_tmp]
+        for path in (old, *keep[:-1]):
+            path.write_text("x")
+        os.utime(old, (0, 0))  # 1970: far older than STALE_AGE
+        monkeypatch.setenv("TRANSFERKIT_CACHE", str(cache))
+        assert tk.cache_dir() == cache
+        assert not killed_tmp.exists() and not old.exists()
+        assert all(path.exists() for path in keep)  # the live writer's file, others' files
+    finally:
+        for proc in (killed, live):
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait(timeout=30)
+            proc.stdout.close()
+    assert remove_stale_temporaries(cache) == [live_tmp]  # its writer is gone now

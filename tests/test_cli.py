@@ -116,6 +116,21 @@ def test_info_reports_backend_and_cache(capsys):
     assert "source model       not cached yet" in text and "mnist" in text
 
 
+def test_info_reports_a_damaged_source_model_as_damaged(capsys):
+    """info verifies what it lists: a cached weights file cut short reads "damaged"."""
+    tk.set_seed(0)
+    model = tk.build_model(26, widths=tuple(tk.SOURCE_RECIPE["widths"]), name="source")
+    scores = tk.Scores(0.5, 0.5, 0.5, 0.5, np.zeros((26, 26)), tuple(tk.data.UPPERCASE))
+    tk.publish_source(model, scores)
+    assert cli.main(["info"]) == 0
+    assert "source model       cached, verified" in capsys.readouterr().out
+    weights, _ = tk.source.source_paths()
+    weights.write_bytes(weights.read_bytes()[:100])
+    assert cli.main(["info"]) == 0
+    line = [t for t in capsys.readouterr().out.splitlines() if t.startswith("source model")][0]
+    assert "damaged" in line, line
+
+
 def test_prepare_uses_the_cached_source_and_reports_offline_downloads(monkeypatch, capsys):
     # publish a (tiny-budget, untrained) source model so prepare only loads it
     tk.set_seed(0)

@@ -193,3 +193,141 @@ def test_build_model_refuses_images_too_small_for_its_blocks():
     assert_kit_error(err.value)
     assert "input_shape=(2, 2, 1) is too small for 3 blocks" in str(err.value)
     assert "at least 3x3 pixels" in str(err.value)
+
+
+# --------------------------------------------------------------------------- issue 23
+# The data-taking entries beyond fit, with the same faults, and models the kit did not
+# build: every input is refused in one line by the kit, or it is sane and the result right.
+def _foreign(softmax):
+    import keras
+
+    tk.set_seed(3)
+    return keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Flatten(),
+                             keras.layers.Dense(3, activation="softmax" if softmax else None)],
+                            name="foreign_softmax" if softmax else "foreign")
+
+
+@pytest.fixture(scope="module")
+def models():
+    """A kit model, a kit model whose weights went NaN (training diverged), and two foreign
+    classifiers (logits, softmax); the entries below only read them."""
+    diverged = tiny_model(3, name="diverged")
+    kernel = diverged.get_layer("head").kernel
+    kernel.assign(np.full(kernel.shape, np.nan, dtype="float32"))
+    out = {"kit": tiny_model(3, name="kit"), "diverged": diverged,
+           "foreign": _foreign(False), "foreign softmax": _foreign(True)}
+    return out
+
+
+def _sane_images(x, at_least=1):
+    assert x.shape[1:] == (28, 28, 1) and x.dtype.kind in "fiu" and len(x) >= at_least
+    assert np.isfinite(x).all() and x.min() >= 0 and 1.01 / 255 < x.max() <= 2.0
+
+
+def _sane_labels(x, y):
+    assert y.ndim == 1 and y.dtype.kind in "iu" and len(y) == len(x)
+    assert 0 <= y.min() and y.max() < 3
+
+
+# entries that read a model's structure: a model the kit did not build is refused there
+KIT_ONLY = {"extract_features", "adapt_batchnorm", "feature_maps"}
+IMAGE_ENTRIES = {
+    "predict": lambda m, x: tk.predict(m, x),
+    "extract_features": lambda m, x: tk.extract_features(m, x),
+    "adapt_batchnorm": lambda m, x: tk.adapt_batchnorm(m, x),
+    "teacher_logits": lambda m, x: tk.teacher_logits(m, x),
+    "feature_maps": lambda m, x: tk.feature_maps(m, x[:1]),
+}
+XY_ENTRIES = {
+    "evaluate": lambda m, xy: tk.evaluate(m, xy),
+    "class_report": lambda m, xy: tk.class_report(m, xy),
+    "worst_mistakes": lambda m, xy: tk.worst_mistakes(m, xy, n=1),
+}
+
+
+def _finite_result(result):
+    """No NaN reaches the learner as a number: scores, probabilities, features, logits."""
+    values = [getattr(result, k) for k in ("accuracy", "f1", "probabilities", "confidence",
+                                           "loss", "recall") if hasattr(result, k)]
+    values = values or ([result] if isinstance(result, np.ndarray) else [])
+    for v in values:
+        assert np.isfinite(np.asarray(v, dtype=float)).all(), f"a non-finite result: {v!r}"
+
+
+@FUZZ
+@given(xy=fit_data(), entry=st.sampled_from(sorted(IMAGE_ENTRIES)),
+       which=st.sampled_from(["kit", "kit", "diverged", "foreign", "foreign softmax"]))
+def test_image_entries_refuse_in_one_line_or_give_a_finite_right_result(models, xy, entry,
+                                                                        which):
+    x, _ = xy
+    model = models[which]
+    if entry == "adapt_batchnorm" and which == "kit":
+        model = tiny_model(3, name="adapted")  # it changes the model
+    try:
+        result = IMAGE_ENTRIES[entry](model, x)
+    except Exception as exc:  # noqa: BLE001
+        assert_kit_error(exc)
+        return
+    hypothesis.event(f"{entry} returned")
+    _sane_images(x, at_least=2 if entry == "adapt_batchnorm" else 1)
+    assert not (which.startswith("foreign") and entry in KIT_ONLY), f"{entry} took {which}"
+    # its head is NaN: its outputs are (its features, below the head, are not)
+    assert which != "diverged" or entry not in ("predict", "teacher_logits"), entry
+    assert not (which == "foreign softmax" and entry == "teacher_logits")
+    if entry != "adapt_batchnorm":
+        _finite_result(result)
+
+
+@FUZZ
+@given(xy=fit_data(), entry=st.sampled_from(sorted(XY_ENTRIES)),
+       which=st.sampled_from(["kit", "kit", "diverged", "foreign", "foreign softmax"]))
+def test_scoring_entries_refuse_in_one_line_or_score_right(models, xy, entry, which):
+    x, y = xy
+    model = models[which]
+    try:
+        result = XY_ENTRIES[entry](model, (x, y))
+    except Exception as exc:  # noqa: BLE001
+        assert_kit_error(exc)
+        return
+    hypothesis.event(f"{entry} returned")
+    _sane_images(x)
+    _sane_labels(x, y)
+    assert which != "diverged", f"{entry} scored a model whose outputs are NaN"
+    _finite_result(result)
+    if entry == "evaluate":  # any compatible classifier: the right accuracy
+        import keras
+
+        pred = keras.ops.convert_to_numpy(model(x.astype("float32"), training=False)).argmax(1)
+        assert result.accuracy == pytest.approx(np.mean(pred == y))
+
+
+@FUZZ
+@given(xy=fit_data(), names=st.sampled_from([("A", "B", "C"), ("A", "B"), (), ("A",) * 5]))
+def test_datasets_hold_only_what_the_kit_reads(letters, xy, names):
+    """tk.Dataset when it is made, and few_shot / shift on one changed afterwards."""
+    import copy
+
+    x, y = xy
+    try:
+        made = tk.Dataset(x, y, names, "fuzzed")
+    except Exception as exc:  # noqa: BLE001
+        assert_kit_error(exc)
+    else:
+        hypothesis.event("Dataset made")
+        assert made.x.dtype.kind in "fiu" and made.y.dtype.kind in "iu" and made.y.ndim == 1
+        if made.x.size:
+            assert np.isfinite(made.x).all() and 0 <= made.x.min() and made.x.max() <= 2.0
+        if names and len(made.y):
+            assert made.y.min() >= 0 and made.y.max() < len(names)
+    changed = copy.copy(letters)  # a learner's `train.x = ...`, `train.y = ...`
+    changed.x, changed.y = x, y
+    for name, call in (("few_shot", lambda: tk.few_shot(changed, 1)),
+                       ("shift", lambda: tk.shift(changed, "inverted"))):
+        try:
+            out = call()
+        except Exception as exc:  # noqa: BLE001
+            assert_kit_error(exc)
+            continue
+        assert np.isfinite(out.x).all() and out.y.dtype.kind in "iu"
+        assert out.counts() == [1, 1, 1] if name == "few_shot" else len(out) == len(y)
+        assert not len(out) or (0 <= out.y.min() and out.y.max() < 3)

@@ -50,6 +50,14 @@ def test_every_module_has_a_tier():
     assert {kit_module(p) for p in MODULES} == set(tiers())
 
 
+def test_the_readme_describes_every_module():
+    """README's package table has a row for each module a maintainer will open."""
+    readme = (PACKAGE.parent / "README.md").read_text()
+    rows = set(re.findall(r"^\| `([a-z_]+)` \|", readme, re.M))
+    public = {m for m in tiers() if m not in ("_api", "__main__")}
+    assert public <= rows, f"modules without a README row: {sorted(public - rows)}"
+
+
 @pytest.mark.parametrize("path", MODULES, ids=lambda p: p.stem)
 def test_imports_only_from_lower_tiers(path):
     table = tiers()

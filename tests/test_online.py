@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 import transferkit as tk
-from transferkit import _io, online
+from transferkit import files, online
 
 
 KERAS_URL = "https://storage.googleapis.com/tensorflow/tf-keras-datasets/mnist.npz"
@@ -124,7 +124,7 @@ def test_offline_without_cache_fails_with_the_alternative_and_the_folder(monkeyp
         tk.load_online_dataset("mnist")
     message = str(caught.value)
     assert "MNIST" in message and "tk.target_task()" in message
-    folder = _io.shown(tk.online_file_paths("mnist")[0].parent)
+    folder = files.shown(tk.online_file_paths("mnist")[0].parent)
     assert f"copy mnist.npz into {folder}" in message and "\n" not in message
     assert isinstance(caught.value, ConnectionError)
     assert not tk.online_file_paths("mnist")[0].exists()

@@ -26,7 +26,7 @@ import transferkit as tk
 from helpers import TINY_WIDTHS, all_equal, snapshot
 from test_catalogue import assert_clear, assert_cli_error, run_cli
 from transferkit import shared_cache
-from transferkit._io import shown
+from transferkit.files import shown
 from transferkit.source import recipe_key
 
 TINY = dict(tk.SOURCE_RECIPE, train_per_class=5, epochs=1, widths=list(TINY_WIDTHS))

@@ -4,24 +4,26 @@ Layers, imported one way: a module imports only from modules in lower tiers
 (tests/test_layers.py parses the imports and checks this table).
 
 Tiers:
-    0: _numerics, _io, checks, claims, figures, options
-    1: environment, shared_cache, strategies
-    2: data, settings
-    3: models
-    4: datachecks, online, transfer
-    5: history
+    0: _numerics, files, checks, claims, figures, options
+    1: arraychecks, environment, shared_cache, strategies
+    2: data, onlinefiles, settings
+    3: models, weightfiles
+    4: datachecks, online
+    5: history, transfer
     6: training
     7: evaluation, reproducibility
     8: experiments, features, knowledge, source
-    9: failures, choosing, exercises, curves
+    9: cachecheck, choosing, curves, exercises, failures
     10: plots
     11: lab_controls, lab_runner, lab_table
     12: lab_panel
     13: lab
-    14: cli, _api
-    15: __main__
+    14: cli_args
+    15: cli_output
+    16: cli, _api
+    17: __main__
 
-``_io``, ``checks``, ``options``, ``strategies``, ``settings``, ``claims`` and ``figures`` need
+``files``, ``checks``, ``options``, ``strategies``, ``settings``, ``claims`` and ``figures`` need
 no Keras (the command line parses and checks with them before the backend loads; every plot
 is measured by ``figures.check_figure``).  A subpackage (``strategies/``: one file per
 strategy) has its package's tier; its modules import each other freely.  The public names, what the notebooks call as ``tk.X``,

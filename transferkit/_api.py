@@ -6,9 +6,10 @@ Importing this module imports Keras and the backend.
 """
 # every module as tk.<module>; environment first: it sets the numerics up before NumPy loads
 from . import environment  # noqa: F401  (must stay the first import)
-from . import (checks, strategies, claims, data, models, datachecks, online, transfer,  # noqa: F401
-               history, training, evaluation, reproducibility, experiments, features, knowledge,
-               source, failures, choosing, curves, plots, lab)
+from . import (checks, strategies, claims, arraychecks, data, onlinefiles, models,  # noqa: F401
+               weightfiles, datachecks, online, transfer, history, training, evaluation,
+               reproducibility, experiments, features, knowledge, source, cachecheck, failures,
+               choosing, curves, plots, lab)
 from types import ModuleType as _ModuleType
 
 # 00 index: the device, the data

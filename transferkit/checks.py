@@ -15,8 +15,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-__all__ = ["BACKENDS", "ENV_BACKEND", "ENV_CACHE", "ENV_PRESET", "PRESET_NAMES", "cache_location",
-           "check_backend", "check_cache_location", "check_choice", "check_flag", "check_integer",
+__all__ = ["BACKENDS", "ENV_BACKEND", "ENV_CACHE", "ENV_PRESET", "MAX_SEED", "PRESET_NAMES",
+           "cache_location", "check_backend", "check_cache_location", "check_choice", "check_flag", "check_integer",
            "check_number", "check_output_folder", "check_preset_env", "check_rate", "check_seed",
            "is_integer"]
 
@@ -97,6 +97,9 @@ def check_flag(value, what):
     return value
 
 
+MAX_SEED = 2 ** 32 - 1  # NumPy and Keras take seeds from 0 up to here
+
+
 def check_seed(seed, what="seed"):
     """A non-negative integer seed; ``None`` is refused (it would draw differently each call)."""
     if seed is None:
@@ -105,6 +108,8 @@ def check_seed(seed, what="seed"):
                          "integer gives another draw)")
     if not is_integer(seed) or seed < 0:
         raise ValueError(f"{what}={seed!r} must be a non-negative integer, e.g. {what}=0")
+    if seed > MAX_SEED:  # NumPy's seeds stop here; it would fail deep inside with its own words
+        raise ValueError(f"{what}={seed!r} is out of range; use an integer from 0 to {MAX_SEED}")
     return int(seed)
 
 

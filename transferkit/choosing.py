@@ -20,8 +20,8 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from .checks import check_choice
-from .datachecks import as_xy
-from .models import feature_extractor, forward
+from .datachecks import check_data, checked_outputs
+from .models import check_model, feature_extractor
 from .strategies import BN_MODE, STRATEGIES
 
 __all__ = ["FEW_SHOTS", "PLENTY_SHOTS", "RANK_KEYS", "SIMILAR", "SIMILARITY_WORDS", "Ranking",
@@ -95,11 +95,12 @@ def h_score(features, labels):
     return float(np.trace(np.linalg.pinv(cov_f, rcond=1e-10) @ cov_g))
 
 
-def _features(model, data):
-    x, y = as_xy(data, "data")
+def _features(model, data, what):
+    # the labels are the target's: a source model's head has other classes
+    x, y = check_data(data, what, model, head=False)
     net = model if len(model.outputs[0].shape) == 2 and model.name.endswith("_features") \
         else feature_extractor(model)
-    return forward(net, x).astype(np.float64), y
+    return checked_outputs(net, x).astype(np.float64), y
 
 
 def probe_accuracy(train_features, train_labels, val_features, val_labels):
@@ -155,11 +156,14 @@ def rank_sources(candidates, train, val, by="logme"):
     if not candidates:
         raise ValueError("candidates is empty; pass {name: model} for two or more sources")
     rows = []
-    classes = int(np.max(as_xy(train, "train")[1])) + 1
+    if not isinstance(candidates, dict):
+        raise TypeError(f"candidates must be a dict {{name: model}}, got "
+                        f"{type(candidates).__name__}; e.g. {{'letters': tk.source_model()}}")
+    classes = int(np.max(check_data(train, "train")[1])) + 1
     for name, candidate in candidates.items():
-        model = getattr(candidate, "model", candidate)
-        f, y = _features(model, train)
-        vf, vy = _features(model, val)
+        model = check_model(getattr(candidate, "model", candidate), f"candidates[{name!r}]")
+        f, y = _features(model, train, "train")
+        vf, vy = _features(model, val, "val")
         probe = probe_accuracy(f, y, vf, vy)
         rows.append({"name": str(name), "logme": logme(f, y), "h_score": h_score(f, y),
                      "probe_accuracy": probe,

@@ -18,11 +18,12 @@ from matplotlib.ft2font import FT2Font
 from scipy import ndimage
 from sklearn.datasets import load_digits
 
+from .arraychecks import as_array, check_image_values, check_label_values
 from .checks import check_choice, check_integer, check_seed
 
 __all__ = ["DIGITS", "GLYPH_FONTS", "IMAGE_SIZE", "LOWERCASE", "RESTYLE_FONTS", "SHIFT_KINDS",
-           "UPPERCASE", "Dataset", "Task", "augment", "few_shot", "glyph_dataset", "glyph_task",
-           "handwritten_digits", "low_resolution", "render_glyphs", "rich_source_task", "shift",
+           "UPPERCASE", "Dataset", "Task", "augment", "check_dataset_values", "check_task_values",
+           "few_shot", "glyph_dataset", "glyph_task", "handwritten_digits", "low_resolution", "render_glyphs", "rich_source_task", "shift",
            "shift_task", "source_task", "split", "target_task"]
 
 IMAGE_SIZE = 28
@@ -52,10 +53,17 @@ class Dataset:
     name: str = ""
 
     def __post_init__(self):
+        what = f"Dataset {self.name!r}"
+        self.x, self.y = as_array(self.x, what), as_array(self.y, what, "labels")
+        if self.x.ndim == 0 or self.y.ndim == 0:
+            raise ValueError(f"{what}: images {self.x.shape} and labels {self.y.shape} must be "
+                             "arrays with one image (one label) per row; pass e.g. x of shape "
+                             "(n, 28, 28, 1) and y of shape (n,)")
         if len(self.x) != len(self.y):
             raise ValueError(
                 f"Dataset {self.name!r}: {len(self.x)} images but {len(self.y)} labels; "
                 "pass one label per image.")
+        check_dataset_values(self, what)
 
     def __len__(self):
         return len(self.y)
@@ -79,6 +87,29 @@ class Dataset:
                 f"{self.num_classes} classes)")
 
 
+def check_task_values(task):
+    """Every split of ``task`` as it holds now (a Dataset can be changed after it was made):
+    one-line error naming the split, before any run trains."""
+    for split in ("train", "val", "test"):
+        if getattr(task, split, None) is not None:
+            check_dataset_values(getattr(task, split), f"{task.name} {split} split")
+    return task
+
+
+def check_dataset_values(dataset, what):
+    """What a Dataset holds: numeric, finite pixels in [0, 1] (it may hold a blank image),
+    integer labels within its class names; a one-line error otherwise."""
+    if len(dataset.x) != len(dataset.y):  # changed after it was made: x and y apart
+        raise ValueError(f"{what}: {len(dataset.x)} images but {len(dataset.y)} labels; pass one "
+                         "label per image (set x and y together, or make a new tk.Dataset)")
+    check_image_values(dataset.x, what, whole=False)
+    names = tuple(dataset.class_names or ())
+    shown = ", ".join(map(repr, names[:3])) + (", ..." if len(names) > 3 else "")
+    check_label_values(dataset.y, what, len(names) if names else None,
+                       why=f"{len(names)} class names ({shown})",
+                       fix="pass labels in that range, or one class name per class")
+
+
 @dataclass
 class Task:
     """A classification task split into train / validation / test."""
@@ -88,6 +119,18 @@ class Task:
     val: Dataset
     test: Dataset
     description: str = ""
+
+    def __post_init__(self):
+        for part in ("train", "val", "test"):
+            split = getattr(self, part)
+            if not isinstance(split, Dataset):
+                raise TypeError(f"Task {self.name!r}: {part} must be a tk.Dataset, got "
+                                f"{type(split).__name__}; pass e.g. tk.Dataset(x, y, class_names)")
+            check_dataset_values(split, f"Task {self.name!r}: {part} ({split.name!r})")
+            if tuple(split.class_names) != tuple(self.train.class_names):
+                raise ValueError(f"Task {self.name!r}: {part} has class names "
+                                 f"{tuple(split.class_names)[:4]} but train "
+                                 f"{tuple(self.train.class_names)[:4]}; pass splits of one task")
 
     @property
     def class_names(self):
@@ -199,6 +242,14 @@ def handwritten_digits(name="handwritten digits"):
 
 
 # --------------------------------------------------------------------------- sampling
+def _check_is_dataset(dataset, who):
+    if not isinstance(dataset, Dataset):
+        hint = ("task.train (or task.val / task.test)" if isinstance(dataset, Task) else
+                "a tk.Dataset, e.g. tk.Dataset(x, y, class_names)")
+        raise TypeError(f"{who} takes one Dataset, got {type(dataset).__name__}; pass {hint}")
+    check_dataset_values(dataset, f"dataset {dataset.name!r}")  # it may have changed since
+
+
 def few_shot(dataset, k, seed=0):
     """Exactly ``k`` examples of every class, chosen deterministically by ``seed``."""
     if not isinstance(dataset, Dataset):
@@ -207,6 +258,7 @@ def few_shot(dataset, k, seed=0):
         raise TypeError(f"few_shot samples one Dataset, got {dataset!r}; pass {hint}")
     check_integer(k, "k (shots per class)", 1, described=True)
     check_seed(seed)
+    check_dataset_values(dataset, f"dataset {dataset.name!r}")  # it may have changed since
     counts = dataset.counts()
     smallest = min(counts)
     if k > smallest:
@@ -225,6 +277,7 @@ def few_shot(dataset, k, seed=0):
 
 def split(dataset, fractions=(0.7, 0.15, 0.15), seed=0):
     """Stratified train / validation / test split of one dataset."""
+    _check_is_dataset(dataset, "split")
     if len(fractions) != 3 or abs(sum(fractions) - 1) > 1e-6 or min(fractions) <= 0:
         raise ValueError(f"fractions={fractions!r} must be three positive numbers summing to 1")
     rng = np.random.default_rng(check_seed(seed))
@@ -304,6 +357,7 @@ def shift(dataset, kind, seed=0):
     Labels, class names and order never change; only the pixels do.  ``restyled``
     re-renders each label's character, so it needs glyph class names ('0'..'9', 'A'..'Z').
     """
+    _check_is_dataset(dataset, "shift")
     check_choice(kind, "shift kind", SHIFT_KINDS, described=True)
     rng = np.random.default_rng(check_seed(seed))
     x = dataset.x
@@ -326,6 +380,10 @@ def shift(dataset, kind, seed=0):
 
 def shift_task(task, kind, seed=0):
     """A task whose three splits are all shifted (e.g. a mismatched source task)."""
+    if not isinstance(task, Task):
+        raise TypeError(f"shift_task shifts a tk.Task, got {type(task).__name__}; pass e.g. "
+                        "tk.target_task(), or shift one Dataset with tk.shift(dataset, kind)")
+    check_choice(kind, "shift kind", SHIFT_KINDS, described=True)
     return Task(f"{task.name}, {kind}", *(shift(part, kind, seed + i) for i, part in
                                           enumerate((task.train, task.val, task.test))),
                 description=f"{task.description}; shifted: {SHIFT_KINDS[kind]}")

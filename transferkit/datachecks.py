@@ -1,102 +1,110 @@
-"""Checks on the data a function is given: (x, y) pairs, pixels, labels, a head that fits.
+"""The one data check: what every public function that takes images, labels or a dataset
+runs on them first.
 
-Each raises a one-line error that names what is wrong with the data and how to fix it,
+``check_data(data, what, model=...)`` takes a ``tk.Dataset``, an ``(x, y)`` pair or images
+and checks, in this order: the kind of container, emptiness, the shape against the model's
+input, the dtype, finite pixels in [0, 1] that reach about 1 (``arraychecks``), one label
+per image, labels a 1-D integer array within the model's head, the Dataset's class names or
+at least non-negative.  Each failure is one line that names the value and the fix, raised
 before any training or scoring starts (the argument checks are in ``checks``).
 """
 from __future__ import annotations
 
 import numpy as np
 
-from .data import Dataset
-from .models import check_input
+from .arraychecks import (MAX_PIXEL, MIN_TOP_PIXEL, as_array, check_image_values,
+                          check_label_values, check_pixels, label_fix)
+from .data import Dataset, Task
+from .models import check_input, check_model, forward
 
-__all__ = ["MAX_PIXEL", "MIN_TOP_PIXEL", "as_xy", "check_classes", "check_head_fits",
-           "check_pixels", "check_xy", "label_fix"]
+__all__ = ["HEAD_FIX", "MAX_PIXEL", "MIN_TOP_PIXEL", "as_xy", "check_classes", "check_data",
+           "check_head_fits", "check_images", "check_pixels", "check_xy", "checked_outputs",
+           "images_of", "label_fix", "outputs_of"]
 
-MAX_PIXEL = 2.0  # above this, images are 0-255 values, not the kit's [0, 1] pixels
-MIN_TOP_PIXEL = 1.01 / 255  # at or below this, 0-255 images were divided by 255 twice
+HEAD_FIX = "build the model with num_classes matching the task"
 
 
 def as_xy(data, what):
+    """(x, y) of a Dataset or an (x, y) pair, as arrays; a one-line TypeError otherwise."""
     if isinstance(data, Dataset):
         return data.x, data.y
     if isinstance(data, (tuple, list)) and len(data) == 2:
-        return np.asarray(data[0]), np.asarray(data[1])
-    hint = ("pass task.train, task.val or task.test" if hasattr(data, "train") else
-            "pass (x, y): the images and their integer labels")
+        return as_array(data[0], what), as_array(data[1], what, "labels")
+    hint = ("pass task.train, task.val or task.test" if isinstance(data, Task) or
+            hasattr(data, "train") else "pass (x, y): the images and their integer labels")
     raise TypeError(f"{what} must be a tk.Dataset or an (x, y) pair, got "
                     f"{type(data).__name__}; {hint}")
 
 
-def check_xy(model, x, y, what):
-    if len(x) == 0:
+def images_of(data, what):
+    """The images of a Dataset, of an (x, y) pair, or the array itself."""
+    if isinstance(data, Dataset):
+        return data.x
+    if isinstance(data, Task):
+        raise TypeError(f"{what} must be images or a tk.Dataset, got {data!r}; pass task.train, "
+                        "task.val or task.test")
+    if isinstance(data, (tuple, list)) and len(data) == 2 and np.ndim(data[1]) < np.ndim(data[0]):
+        return as_array(data[0], what)  # an (x, y) pair: the images
+    if data is None or isinstance(data, (str, bytes, dict, set)):
+        raise TypeError(f"{what} must be images (an array of shape (n, 28, 28, 1)) or a "
+                        f"tk.Dataset, got {type(data).__name__}; pass e.g. task.test or task.test.x")
+    return as_array(data, what)
+
+
+def outputs_of(model):
+    """The number of classes a model's head scores."""
+    return int(model.outputs[0].shape[-1])
+
+
+def check_images(model, x, what, *, allow_empty=False):
+    """Images a model (or, with ``model=None``, any of the kit's models) can read: not empty,
+    the model's input shape, numbers, finite, pixels in [0, 1] reaching about 1."""
+    x = as_array(x, what)
+    if x.ndim == 0:
+        raise TypeError(f"{what} is a single value ({x.item()!r:.40}), not images; pass an array "
+                        "of shape (n, height, width, channels), e.g. task.test.x")
+    if len(x) == 0 and not allow_empty:
         raise ValueError(f"{what} is empty: there is nothing to train or test on; "
                          "check the split or the k-shot sampler")
-    check_input(model, x)
-    if x.dtype.kind not in "fiu":
-        raise TypeError(f"{what} images have dtype {x.dtype}; convert with x.astype('float32')")
-    finite = np.isfinite(x) if x.dtype.kind == "f" else None
-    if finite is not None and not finite.all():
-        bad = int(np.count_nonzero(~finite.reshape(len(x), -1).all(axis=1)))
-        raise ValueError(f"{what} has {bad} image(s) with NaN or infinite pixels; drop or "
-                         "repair them, e.g. x = np.nan_to_num(x, nan=0.0)")
-    check_pixels(x, what)
+    if model is not None:
+        check_input(model, x)
+    elif x.ndim != 4:
+        raise ValueError(f"{what} images have shape {x.shape}; pass a batch of shape (n, height, "
+                         "width, channels), e.g. x.reshape(-1, 28, 28, 1)")
+    return check_image_values(x, what)
+
+
+def check_xy(model, x, y, what):
+    """Images and labels for ``model``: ``check_images``, one label per image, integer labels
+    its head has outputs for."""
+    check_images(model, x, what)
     y = np.asarray(y)
     if len(x) != len(y):
         raise ValueError(f"{what}: {len(x)} images but {len(y)} labels; pass one label per image")
-    if y.dtype.kind not in "iu" or y.ndim != 1:
-        raise ValueError(f"{what} labels must be a 1-D array of integer class indices, got "
-                         f"dtype {y.dtype} and shape {y.shape}; {label_fix(y)}")
-    outputs = int(model.outputs[0].shape[-1])
-    if y.min() < 0 or y.max() >= outputs:
-        bad = int(y.max() if y.max() >= outputs else y.min())
-        raise ValueError(f"{what} has label {bad} but the model's head has {outputs} outputs "
-                         f"(labels 0..{outputs - 1}); build the model with num_classes matching "
-                         "the task")
+    outputs = outputs_of(model)
+    return check_label_values(y, what, outputs, why=f"the model's head has {outputs} outputs",
+                              fix=HEAD_FIX)
 
 
-def check_pixels(x, what):
-    """The kit's pixels lie in [0, 1] and reach about 1: anything else trains (or scores)
-    without an error, just wrongly."""
-    low, top = float(np.min(x)), float(np.max(x))
-    if low < 0:
-        kind, fix = (("[-1, 1] values", "x = (x + 1) / 2") if top <= 1.0 + 1e-6 else
-                     ("standardised values (mean 0, std 1)",
-                      "x = (x - x.min()) / (x.max() - x.min())"))
-        raise ValueError(f"{what} pixel values range from {low:.3g} to {top:.3g}: they look like "
-                         f"{kind}, but the kit's models expect pixels in [0, 1]; rescale first, "
-                         f"e.g. {fix}")
-    if top > MAX_PIXEL:
-        # raw 0-255 images train without any error, just badly (saturated BatchNorm, huge logits)
-        raise ValueError(f"{what} pixel values reach {top:g}: they look like 0-255 values, but "
-                         "the kit's models expect pixels in [0, 1]; divide first, e.g. "
-                         "x.astype('float32') / 255")
-    if top == 0:
-        raise ValueError(f"every pixel of {what} is 0: the images are blank, there is nothing to "
-                         "learn or test; check how they were loaded or converted (e.g. "
-                         "x.astype('float32') / 255, not x // 255)")
-    if top <= MIN_TOP_PIXEL:
-        raise ValueError(f"{what} pixel values reach only {top:.3g}: they look divided by 255 "
-                         "twice, but the kit's pixels reach about 1; divide 0-255 values once, "
-                         "e.g. x = raw.astype('float32') / 255")
-
-
-def label_fix(y):
-    """The fix for labels that are not a 1-D array of integer class indices."""
-    if y.dtype.kind in "USO":
-        return ("map class names to indices, e.g. names, y = np.unique(y, return_inverse=True)")
-    if y.ndim == 2 and y.shape[1] == 1:
-        return "it is a column: flatten it, e.g. y = y.ravel()" + (
-            ".astype('int64')" if y.dtype.kind not in "iu" else "")
-    if y.ndim == 2:
-        return "one row per image looks one-hot: take the class index, e.g. y = y.argmax(axis=1)"
-    if y.ndim != 1:
-        return "pass one class index per image, e.g. y.reshape(len(x))"
-    if y.dtype.kind == "b":
-        return "convert with y.astype('int64')"
-    if y.dtype.kind == "f" and len(y) and np.all(np.isfinite(y)) and np.all(y == np.round(y)):
-        return "convert with y.astype('int64')"
-    return "these are not whole numbers: pass the class indices 0..n-1 (class scores: y.argmax(axis=1))"
+def check_data(data, what, model=None, *, labels=True, head=True, allow_empty=False):
+    """The one data check (module docstring).  ``data``: a Dataset or an (x, y) pair when
+    ``labels``, else images too.  ``head``: the labels must fit the model's head; without it
+    (a linear probe, a transferability score) they must fit the Dataset's class names, or be
+    non-negative.  Returns (x, y), or x when ``labels`` is False."""
+    if model is not None:
+        check_model(model)
+    if not labels:
+        return check_images(model, images_of(data, what), what, allow_empty=allow_empty)
+    x, y = as_xy(data, what)
+    if head and model is not None:
+        return x, check_xy(model, x, y, what)
+    check_images(model, x, what, allow_empty=allow_empty)
+    if len(x) != len(y):
+        raise ValueError(f"{what}: {len(x)} images but {len(y)} labels; pass one label per image")
+    names = tuple(data.class_names) if isinstance(data, Dataset) and data.class_names else ()
+    return x, check_label_values(y, what, len(names) if names else None,
+                                 why=f"{len(names)} class names",
+                                 fix="pass labels in that range")
 
 
 def check_classes(y):
@@ -117,3 +125,17 @@ def check_head_fits(model, data, outputs):
                          f"{data.num_classes} classes ({names}): the head was built for another "
                          "task; evaluate a model built for this one (e.g. "
                          f"tk.build_model({data.num_classes}) trained on it, or tk.with_head)")
+
+
+def checked_outputs(model, x, batch_size=256):
+    """``forward(model, x)`` for checked images, refused when some outputs are not finite: a
+    model whose weights went NaN (training diverged) would otherwise score as if it always
+    said class 0 (the argmax of NaN), and predict probabilities of NaN."""
+    out = forward(model, x, batch_size)
+    bad = int(np.count_nonzero(~np.isfinite(out).reshape(len(out), -1).all(axis=1)))
+    if bad:
+        raise ValueError(f"model {model.name!r} gives NaN or infinite outputs for {bad} of "
+                         f"{len(out)} images: its weights hold NaN or inf (training diverged); "
+                         "train it again with a lower learning rate, or load good weights "
+                         "(tk.load_matching_weights)")
+    return out

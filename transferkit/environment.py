@@ -1,6 +1,6 @@
 """Where the kit runs: backend, device, seeds and the cache folder.
 
-Tier 1: it imports only ``checks`` and ``_numerics`` from the kit.
+Tier 1: it imports only ``checks``, ``files`` and ``_numerics`` from the kit.
 """
 from __future__ import annotations
 
@@ -9,14 +9,17 @@ import os
 import platform
 import random
 import sys
+import warnings
 from dataclasses import dataclass
 
+from .files import remove_stale_temporaries
 from .checks import (ENV_CACHE, ENV_PRESET, cache_location, check_backend, check_choice,
                      check_seed)
 
-__all__ = ["ENV_CACHE", "ENV_PRESET", "PRESETS", "Preset", "cache_dir", "cpu_description",
-           "describe_device", "device_report", "mixed_precision_active", "numerics_tag",
-           "preset", "set_seed"]
+__all__ = ["ENV_CACHE", "ENV_PRESET", "PRESETS", "BackendWarning", "Preset", "backend_mismatch",
+           "cache_dir", "cpu_description", "describe_device", "device_report",
+           "mixed_precision_active", "numerics_tag", "preset", "set_seed",
+           "warn_backend_mismatch"]
 
 _numerics = __import__("importlib").import_module("._numerics", __package__)
 
@@ -137,8 +140,15 @@ def set_seed(seed=0):
 set_seed(0)
 
 
+_tidied = set()  # cache folders whose stale temporary files this process has removed
+
+
 def cache_dir(create=True):
-    """Folder for cached models: $TRANSFERKIT_CACHE, else the repo's ``data/cache``."""
+    """Folder for cached models: $TRANSFERKIT_CACHE, else the repo's ``data/cache``.
+
+    The first time a process uses a cache folder, it removes what killed writers left there
+    (``remove_stale_temporaries``): a save's temporary file never stays for good.
+    """
     path = cache_location()
     if create:
         try:
@@ -146,7 +156,40 @@ def cache_dir(create=True):
         except OSError as exc:
             raise OSError(f"cannot create the cache folder {str(path)!r} ({exc.strerror}); "
                           f"set {ENV_CACHE} to a writable folder") from None
+        if str(path) not in _tidied:
+            _tidied.add(str(path))
+            remove_stale_temporaries(path)
     return path
+
+
+# --------------------------------------------------------------------------- the backend
+class BackendWarning(UserWarning):
+    """KERAS_BACKEND names another backend than the one Keras loaded."""
+
+
+_warned_backends = set()
+
+
+def backend_mismatch():
+    """None, or one line when $KERAS_BACKEND names another backend than the running one:
+    Keras reads it once, when it is imported, so setting it later changes nothing."""
+    wanted = (os.environ.get("KERAS_BACKEND") or "").strip()
+    running = keras.backend.backend()
+    if not wanted or wanted == running:
+        return None
+    return (f"KERAS_BACKEND={wanted!r} was set after Keras loaded with {running!r}, so the kit "
+            f"still trains with {running}; to use {wanted}, restart the kernel and set it before "
+            "importing transferkit (e.g. %env KERAS_BACKEND=" + wanted + " in the first cell)")
+
+
+def warn_backend_mismatch():
+    """Warn once per backend name when $KERAS_BACKEND no longer matches the running backend
+    (called when a model is built: the moment a learner expects the change to show)."""
+    message = backend_mismatch()
+    wanted = os.environ.get("KERAS_BACKEND")
+    if message and wanted not in _warned_backends:
+        _warned_backends.add(wanted)
+        warnings.warn(message, BackendWarning, stacklevel=3)
 
 
 def _gpus():
@@ -217,7 +260,8 @@ def describe_device():
     return (f"Keras {r['keras']} on {r['backend']} {r['backend_version']}; "
             f"training on {r['device']} ({r['cpu_cores']} CPU cores); preset {r['preset']!r}"
             + (", mixed precision" if r["mixed_precision"] else "")
-            + f"; numerics {r['numerics']}")
+            + f"; numerics {r['numerics']}"
+            + (f" (warning: {backend_mismatch()})" if backend_mismatch() else ""))
 
 
 def numerics_tag():

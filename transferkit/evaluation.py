@@ -16,15 +16,16 @@ from dataclasses import dataclass
 import numpy as np
 from sklearn import metrics
 
+from .arraychecks import check_label_values
 from .checks import check_choice, check_integer, is_integer
 from .data import Dataset
-from .datachecks import as_xy, check_head_fits, check_pixels, check_xy
+from .datachecks import check_data, check_head_fits, checked_outputs, outputs_of
 from .history import RunHistory
-from .models import check_input, forward
+from .models import check_model, forward, outputs_probabilities
 
 __all__ = ["ClassReport", "Complexity", "ComplexityReport", "Mistakes", "Predictions", "Scores",
-           "SeedSummary", "class_report", "complexity", "evaluate", "over_seeds", "predict",
-           "predict_classes", "score_predictions", "softmax", "worst_mistakes"]
+           "SeedSummary", "class_probabilities", "class_report", "complexity", "evaluate",
+           "over_seeds", "predict", "predict_classes", "score_predictions", "softmax", "worst_mistakes"]
 
 
 # --------------------------------------------------------------------------- scores
@@ -46,9 +47,15 @@ class Scores:
 
 
 def predict_classes(model, data, batch_size=256):
-    x, _ = as_xy(data, "data")
-    check_input(model, x)
-    return forward(model, x, batch_size).argmax(axis=1)
+    x = check_data(data, "data", model, labels=False)
+    return checked_outputs(model, x, batch_size).argmax(axis=1)
+
+
+def class_probabilities(model, x, batch_size=256):
+    """Class probabilities (float64 rows) of checked images: the softmax of the model's
+    logits, or its outputs as they are when its last layer already is a softmax."""
+    out = checked_outputs(model, x, batch_size)
+    return np.asarray(out, dtype="float64") if outputs_probabilities(model) else softmax(out)
 
 
 def score_predictions(y_true, y_pred, class_names=None):
@@ -57,7 +64,11 @@ def score_predictions(y_true, y_pred, class_names=None):
     if y_true.shape != y_pred.shape or y_true.ndim != 1 or len(y_true) == 0:
         raise ValueError(f"y_true {y_true.shape} and y_pred {y_pred.shape} must be two 1-D arrays "
                          "of the same, non-zero length: one prediction per label")
-    n = len(class_names) if class_names else int(max(y_true.max(), y_pred.max())) + 1
+    classes = len(class_names) if class_names else None
+    for values, what in ((y_true, "y_true"), (y_pred, "y_pred")):
+        check_label_values(values, what, classes, why=f"{classes} class names are given",
+                           fix="pass class_names with one name per class, or labels in range")
+    n = classes or int(max(y_true.max(), y_pred.max())) + 1
     labels = np.arange(n)
     p, r, f, _ = metrics.precision_recall_fscore_support(y_true, y_pred, labels=labels,
                                                          average="macro", zero_division=0)
@@ -68,9 +79,8 @@ def score_predictions(y_true, y_pred, class_names=None):
 
 def evaluate(model, data):
     """Accuracy, macro precision / recall / F1 and the confusion matrix (scikit-learn)."""
-    x, y = as_xy(data, "test data")
-    check_xy(model, x, y, "test data")
-    outputs = int(model.outputs[0].shape[-1])
+    x, y = check_data(data, "test data", model)
+    outputs = outputs_of(model)
     check_head_fits(model, data, outputs)
     names = (data.class_names if isinstance(data, Dataset) and len(data.class_names) == outputs
              else tuple(map(str, range(outputs))))
@@ -107,9 +117,8 @@ class ClassReport:
 
 def class_report(model, data, digits=3):
     """Per-class precision / recall / F1 of ``model`` on ``data`` (a Dataset or (x, y))."""
-    x, y = as_xy(data, "test data")
-    check_xy(model, x, y, "test data")
-    check_head_fits(model, data, int(model.outputs[0].shape[-1]))
+    x, y = check_data(data, "test data", model)
+    check_head_fits(model, data, outputs_of(model))
     pred = predict_classes(model, (x, y))
     labels = np.arange(int(model.outputs[0].shape[-1]))
     names = tuple(data.class_names) if hasattr(data, "class_names") else tuple(map(str, labels))
@@ -214,17 +223,20 @@ class Predictions:
 def predict(model, images, *, class_names=None):
     """Classify ``images`` (one image of the model's input shape, or a batch) in inference mode:
     a ``Predictions`` with each image's class index, class name and probability."""
-    x = np.asarray(images.x if isinstance(images, Dataset) else images)
-    if x.shape == tuple(model.inputs[0].shape[1:]):
-        x = x[None]
-    check_input(model, x)
-    if x.dtype.kind not in "fiu":
-        raise TypeError(f"images have dtype {x.dtype}; convert with x.astype('float32')")
-    check_pixels(x, "images")
-    probabilities = softmax(forward(model, x))
-    labels = probabilities.argmax(axis=1)
+    check_model(model)
+    x = np.asarray(images.x) if isinstance(images, Dataset) else images
+    if getattr(x, "shape", None) == tuple(model.inputs[0].shape[1:]):
+        x = x[None]  # one image
+    x = check_data(x, "images", model, labels=False)
     if class_names is None and isinstance(images, Dataset):
         class_names = images.class_names
+    outputs = outputs_of(model)
+    if class_names is not None and (isinstance(class_names, (str, bytes)) or
+                                    len(class_names) != outputs):
+        raise ValueError(f"class_names={class_names!r} must name each of the model's {outputs} "
+                         "classes, in order; pass e.g. class_names=task.class_names")
+    probabilities = class_probabilities(model, x)
+    labels = probabilities.argmax(axis=1)
     names = (tuple(str(class_names[i]) for i in labels) if class_names is not None
              else tuple(str(i) for i in labels))
     return Predictions(labels, names, probabilities[np.arange(len(x)), labels], probabilities)
@@ -265,11 +277,10 @@ class Mistakes:
 def worst_mistakes(model, data, *, n=12):
     """The ``n`` images of ``data`` with the highest loss (the true class's probability is
     lowest): the model's worst mistakes, with what it predicted and how sure it was."""
-    x, y = as_xy(data, "test data")
-    check_xy(model, x, y, "test data")
-    check_head_fits(model, data, int(model.outputs[0].shape[-1]))
+    x, y = check_data(data, "test data", model)
+    check_head_fits(model, data, outputs_of(model))
     check_integer(n, "n", 1, len(x))
-    probabilities = softmax(forward(model, x))
+    probabilities = class_probabilities(model, x)
     loss = -np.log(np.maximum(probabilities[np.arange(len(y)), y], 1e-300))
     order = np.argsort(-loss, kind="stable")[:n]
     predicted = probabilities[order].argmax(axis=1)
@@ -336,10 +347,10 @@ def complexity(models, data, *, histories=None, repeats=3):
         raise ValueError(f"histories={histories!r}: pass {{label: RunHistory}} with labels of "
                          f"models ({list(models)})")
     check_integer(repeats, "repeats", 1)
-    x, _ = as_xy(data, "data") if not isinstance(data, np.ndarray) else (data, None)
     rows = {}
     for label, model in models.items():
-        check_input(model, x)
+        check_model(model, f"models[{label!r}]")
+        x = check_data(data, "data", model, labels=False)
         history = histories.get(label)
         if history is not None and not isinstance(history, RunHistory):
             raise TypeError(f"histories[{label!r}] is a {type(history).__name__}, not the "

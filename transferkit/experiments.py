@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .checks import check_flag, check_integer
-from .data import Task, few_shot
+from .checks import check_flag, check_integer, check_rate
+from .data import Task, check_task_values, few_shot
 from .datachecks import as_xy, check_classes, check_xy
 from .environment import set_seed
 from .evaluation import evaluate
@@ -24,7 +24,7 @@ from .models import block_names, build_model
 from .settings import check_shots, resolve, takes_settings
 from .strategies import (BN_MODE, HEAD_LR, STRATEGIES, batchnorm_trains, check_bn_mode,
                          fine_tune_phases, get_strategy, split_epochs)
-from .training import Validation, compile_model, fit, repeat_for, train_loop
+from .training import MAX_EPOCHS, Validation, compile_model, fit, repeat_for, train_loop
 from .transfer import PARTIAL_FIX, adapt_batchnorm, load_matching_weights, train_only
 
 __all__ = ["RunContext", "StrategyRun", "SweepInterrupted", "default_fit_phase", "fine_tune", "run_phases",
@@ -153,6 +153,12 @@ def fine_tune(model, train, val, *, head_epochs, finetune_epochs, head_lr=HEAD_L
     Returns the history of both phases as one ``RunHistory``.
     """
     _check_unlabelled(check_bn_mode(bn_mode), unlabelled)
+    # every argument named as given, before the head phase trains
+    for value, what in ((head_epochs, "head_epochs"), (finetune_epochs, "finetune_epochs")):
+        check_integer(value, what, 1, MAX_EPOCHS)
+    check_rate(head_lr, "head_lr", example="1e-2")
+    if finetune_lr is not None:
+        check_rate(finetune_lr, "finetune_lr", example="1e-3 (or leave it out: head_lr x 0.03)")
     blocks = block_names(model)
     if unfreeze_top is not None:
         check_integer(unfreeze_top, "unfreeze_top", 0, len(blocks))
@@ -300,6 +306,7 @@ def sweep(strategies, task, *, shots=(1, 2, 5, 10, 20, 40), source_weights=None,
         raise ValueError(f"shots={shots!r}: pass a non-empty list of shots per class, "
                          "e.g. shots=(1, 5, 10)")
     given = list(shots)
+    check_task_values(task)
     most = min(task.train.counts())
     shots = [check_shots(k, most, allow_all=True, shown=f"shots={given!r} holds {k!r}, which")
              for k in given]

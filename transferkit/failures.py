@@ -8,11 +8,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .data import SHIFT_KINDS, few_shot, shift
-from .evaluation import SeedSummary, over_seeds
-from .models import HEAD, build_model
-from .evaluation import evaluate
+from .data import SHIFT_KINDS, Dataset, few_shot, shift
+from .evaluation import SeedSummary, evaluate, over_seeds
 from .experiments import run_strategy
+from .models import HEAD, block_names, build_model, check_kit_model
 
 __all__ = ["Comparison", "Forgetting", "ShiftReport", "accuracy_under_shift", "compare_to_scratch",
            "forgetting", "with_head"]
@@ -43,9 +42,13 @@ class ShiftReport:
 
 def accuracy_under_shift(model, test, kinds=tuple(SHIFT_KINDS), seed=0):
     """Test accuracy of ``model`` on ``test`` and on ``shift(test, kind)`` for every kind."""
+    if not isinstance(test, Dataset):
+        raise TypeError(f"accuracy_under_shift shifts a tk.Dataset, got {type(test).__name__}; "
+                        "pass e.g. task.test")
     kinds = (kinds,) if isinstance(kinds, str) else tuple(kinds)
+    clean = evaluate(model, test).accuracy  # checks the model and the data first
     shifted = {kind: evaluate(model, shift(test, kind, seed)).accuracy for kind in kinds}
-    return ShiftReport(model.name, evaluate(model, test).accuracy, shifted)
+    return ShiftReport(model.name, clean, shifted)
 
 
 # --------------------------------------------------------------------------- negative transfer
@@ -100,9 +103,19 @@ def compare_to_scratch(source_weights, task, shots, strategy="feature_extraction
 # --------------------------------------------------------------------------- forgetting
 def with_head(backbone_model, head_model, name="reassembled"):
     """A new model: ``backbone_model``'s blocks with ``head_model``'s head (weights copied)."""
+    for model, what, needs in ((backbone_model, "backbone_model", ("blocks",)),
+                               (head_model, "head_model", ("head",))):
+        check_kit_model(model, what, needs=needs, purpose="tk.with_head joins the kit's blocks "
+                        "of one model to the head of another", fix="pass models built with "
+                        "tk.build_model (e.g. run.model and source.model)")
     widths = tuple(int(layer.filters) for layer in backbone_model.layers
                    if layer.name.endswith("_conv"))
     classes = int(head_model.get_layer(HEAD).units)
+    reads = int(head_model.get_layer(HEAD).kernel.shape[0])
+    if len(widths) != len(block_names(backbone_model)) or widths[-1:] != (reads,):
+        raise ValueError(f"the head of {head_model.name!r} reads {reads} features but the backbone "
+                         f"of {backbone_model.name!r} gives {widths[-1:] or 'none'}; pair models "
+                         "built with the same widths (e.g. a fine-tuned copy of the source)")
     model = build_model(classes, tuple(backbone_model.inputs[0].shape[1:]), widths, name)
     for layer in model.layers:
         donor = head_model if layer.name == HEAD else backbone_model

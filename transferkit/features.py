@@ -28,24 +28,26 @@ from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from .arraychecks import check_finite
 from .checks import check_choice, check_number
 from .data import Dataset
-from .datachecks import as_xy
+from .datachecks import check_data, checked_outputs
 from .environment import set_seed
 from .evaluation import Scores, score_predictions
 from .figures import Figure, check_figure, overlapping_tick_labels
-from .models import check_input, feature_extractor, forward
+from .models import HEAD, check_model, feature_extractor
 
 EMBEDDING_METHODS = ("pca", "tsne")
+KNN_FOLDS = 5  # embed's k-NN score: 5-fold cross-validation
 
 
 # --------------------------------------------------------------------------- features
 def extract_features(model, data, batch_size=256):
     """The pooled feature vectors (n, width) of ``model``'s backbone for a Dataset or images."""
-    x = data.x if isinstance(data, Dataset) else np.asarray(data)
-    check_input(model, x)
+    extractor = feature_extractor(model)  # a model the kit did not build: refused here
+    x = check_data(data, "images", model, labels=False)
     # training=False inside predict: BatchNorm uses its moving statistics, nothing updates
-    return forward(feature_extractor(model), x, batch_size)
+    return checked_outputs(extractor, x, batch_size)
 
 
 def _symmetric_power(c, power):
@@ -63,7 +65,14 @@ def coral(source_features, target_features, *, eps=1.0):
     Returns an array shaped like ``source_features``.
     """
     check_number(eps, "eps", 0, 1e6, "use a small positive regulariser such as eps=1.0")
-    fs, ft = (np.asarray(f, dtype=np.float64) for f in (source_features, target_features))
+    try:
+        fs, ft = (np.asarray(f, dtype=np.float64) for f in (source_features, target_features))
+    except (TypeError, ValueError):
+        raise TypeError("coral takes two arrays of features, e.g. tk.extract_features(model, "
+                        "images)") from None
+    for features, what in ((fs, "source_features"), (ft, "target_features")):
+        check_finite(features, what, "compute them from finite images with tk.extract_features "
+                                     "(a model whose weights are NaN gives NaN features)")
     if fs.ndim != 2 or ft.ndim != 2 or fs.shape[1] != ft.shape[1] or min(len(fs), len(ft)) < 2:
         raise ValueError(f"coral needs two feature matrices (n, d) with the same d and n >= 2, "
                          f"got {fs.shape} and {ft.shape}; pass tk.extract_features(model, ...) "
@@ -96,22 +105,30 @@ def linear_probe(model, train, test, C=1.0, max_iter=2000):
     same thing whatever the scale of the backbone's activations.
     """
     check_number(C, "C", 0, 1e6, "use a positive regularisation strength such as C=1.0")
-    tx, ty = as_xy(train, "training data")
-    vx, vy = as_xy(test, "test data")
+    feature_extractor(model)  # a model the kit did not build: refused before any work
+    # the probe is a new classifier: its labels need not fit the model's head
+    tx, ty = check_data(train, "training data", model, head=False)
+    vx, vy = check_data(test, "test data", model, head=False)
     if len(np.unique(ty)) < 2:
         raise ValueError(f"training data has {len(np.unique(ty))} class(es); a probe needs "
                          "examples of at least 2 classes (use tk.few_shot)")
+    unseen = np.setdiff1d(vy, ty)
+    if len(unseen):
+        raise ValueError(f"test data has label {int(unseen[0])}, which the training data does not "
+                         f"have (labels {sorted(set(ty.tolist()))[:6]}); pass training and test "
+                         "data of the same task, e.g. tk.few_shot(task.train, k) and task.test")
     classifier = make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=max_iter))
     classifier.fit(extract_features(model, tx), ty)
     train_accuracy = float(classifier.score(extract_features(model, tx), ty))
-    names = (test.class_names if isinstance(test, Dataset)
-             else tuple(map(str, range(int(model.outputs[0].shape[-1])))))
+    names = (test.class_names if isinstance(test, Dataset) and test.class_names
+             else tuple(map(str, range(int(max(ty.max(), vy.max())) + 1))))
     pred = classifier.predict(extract_features(model, vx))
     return ProbeResult(classifier, score_predictions(vy, pred, names), train_accuracy)
 
 
 def random_like(model, seed=0):
     """A freshly initialised network of the same architecture (the 'no transfer' control)."""
+    check_model(model)
     set_seed(seed)
     return keras.models.clone_model(model)  # clone_model re-initialises every weight
 
@@ -137,7 +154,7 @@ class Embedding:
         p.text(str(self))
 
 
-def knn_accuracy(points, labels, k=5, folds=5, seed=0):
+def knn_accuracy(points, labels, k=5, folds=KNN_FOLDS, seed=0):
     """Cross-validated k-nearest-neighbour accuracy: how often a point's neighbours share its class."""
     cv = StratifiedKFold(folds, shuffle=True, random_state=seed)
     return float(cross_val_score(KNeighborsClassifier(k), points, labels, cv=cv).mean())
@@ -148,7 +165,14 @@ def embed(model, data, method="pca", seed=0, title=""):
     check_choice(method, "method", EMBEDDING_METHODS)
     if not isinstance(data, Dataset):
         raise TypeError(f"embed needs a tk.Dataset (labels colour the map), got "
-                        f"{type(data).__name__}")
+                        f"{type(data).__name__}; pass e.g. task.test")
+    check_data(data, "data", model, head=False)
+    fewest = min(np.bincount(data.y)[np.unique(data.y)])
+    if fewest < KNN_FOLDS or len(np.unique(data.y)) < 2:
+        raise ValueError(f"embed scores the map with a {KNN_FOLDS}-fold k-NN, so it needs at "
+                         f"least 2 classes of {KNN_FOLDS} images each; {data.name!r} has "
+                         f"{len(np.unique(data.y))} class(es), the smallest with {fewest}; pass "
+                         "more images, e.g. task.test")
     # standardise: a random network's features have arbitrary scales per channel
     features = StandardScaler().fit_transform(extract_features(model, data))
     if method == "pca":
@@ -197,6 +221,7 @@ def plot_embeddings(*embeddings, figsize=None):
 # --------------------------------------------------------------------------- filters and maps
 def first_layer_filters(model):
     """The first convolution's kernels as (filters, height, width) for the first input channel."""
+    check_model(model)
     conv = next((layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)), None)
     if conv is None:
         raise ValueError(f"model {model.name!r} has no Conv2D layer; build it with tk.build_model")
@@ -206,13 +231,15 @@ def first_layer_filters(model):
 
 def feature_maps(model, image, layer="block1_relu"):
     """The activations (height, width, channels) of ``layer`` for one image (28, 28, 1)."""
+    check_model(model)
     names = [lyr.name for lyr in model.layers]
     if layer not in names:
+        blocks = [n for n in names if n.startswith("block")]
         raise ValueError(f"layer={layer!r} is not in model {model.name!r}; choose one of "
-                         f"{[n for n in names if n.startswith('block')]}")
-    image = np.asarray(image, dtype=np.float32)
+                         f"{blocks or names[1:]}")
+    image = np.asarray(image.x if isinstance(image, Dataset) else image)
     batch = image[None] if image.ndim == len(model.inputs[0].shape) - 1 else image
-    check_input(model, batch)
+    batch = check_data(batch, "image", model, labels=False)
     if len(batch) != 1:
         raise ValueError(f"feature_maps takes one image, got a batch of {len(batch)}; "
                          "pass images[i]")
@@ -272,9 +299,33 @@ def _is_statistic(variable):
 
 def snapshot_weights(model):
     """{layer name: [NumPy copies of its learned weights]}, to compare before / after training."""
+    check_model(model)
     return {layer.name: [np.array(keras.ops.convert_to_numpy(v), copy=True)
                          for v in layer.weights if not _is_statistic(v)]
             for layer in model.layers if any(not _is_statistic(v) for v in layer.weights)}
+
+
+def _is_kit_layer(name):
+    return name == HEAD or (name.startswith("block") and name[5:6].isdigit())
+
+
+def _snapshot_of(value, what):
+    """A ``snapshot_weights`` dict of finite NumPy arrays, taken from a model if need be."""
+    if not isinstance(value, dict):
+        if not hasattr(value, "layers"):
+            raise TypeError(f"{what} must be a model or tk.snapshot_weights(model), got "
+                            f"{type(value).__name__}; e.g. before = tk.snapshot_weights(model)")
+        value = snapshot_weights(value)
+    for name, arrays in value.items():
+        if not isinstance(arrays, (list, tuple)) or not all(isinstance(a, np.ndarray)
+                                                            for a in arrays):
+            raise TypeError(f"{what}[{name!r}] is not a list of arrays; pass what "
+                            "tk.snapshot_weights(model) returns")
+        for a in arrays:
+            check_finite(a, f"{what}[{name!r}] (the weights of layer {name!r})",
+                         "the model diverged in training: train it again, e.g. with a lower "
+                         "learning rate")
+    return value
 
 
 def weight_change(before, after, by="block"):
@@ -285,11 +336,17 @@ def weight_change(before, after, by="block"):
     """
     if by not in ("block", "layer"):
         raise ValueError(f"by={by!r} is not known; use 'block' or 'layer'")
-    before = before if isinstance(before, dict) else snapshot_weights(before)
-    after = after if isinstance(after, dict) else snapshot_weights(after)
+    before, after = (_snapshot_of(s, what) for s, what in ((before, "before"), (after, "after")))
+    if by == "block" and not all(_is_kit_layer(name) for name in [*before, *after]):
+        other = [n for n in dict.fromkeys([*before, *after]) if not _is_kit_layer(n)][:3]
+        raise ValueError(f"by='block' groups the kit's blocks (block1_conv, ...) and head, but "
+                         f"the snapshots hold layers {other} (a model not built by "
+                         "tk.build_model); use by='layer' for it")
     if before.keys() != after.keys():
         raise ValueError(f"the two snapshots have different layers ({sorted(before)} vs "
-                         f"{sorted(after)}); compare the same architecture")
+                         f"{sorted(after)}); compare the same architecture: snapshots of one "
+                         "model before and after training, e.g. before = "
+                         "tk.snapshot_weights(model)")
     diff, norm = {}, {}
     for name in before:
         if len(before[name]) != len(after[name]) or any(
@@ -333,7 +390,7 @@ def plot_weight_change(changes, title="relative weight change", figsize=(6, 3)):
     return check_figure(fig, "plot_weight_change")
 
 
-__all__ = ["EMBEDDING_METHODS", "Embedding", "ProbeResult", "coral", "embed",
+__all__ = ["EMBEDDING_METHODS", "KNN_FOLDS", "Embedding", "ProbeResult", "coral", "embed",
            "extract_features", "feature_maps", "first_layer_filters", "knn_accuracy",
            "linear_probe", "plot_embeddings", "plot_feature_maps", "plot_filters",
            "plot_weight_change", "random_like", "snapshot_weights", "weight_change"]

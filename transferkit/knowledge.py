@@ -23,11 +23,10 @@ import keras
 import numpy as np
 from keras import ops
 
-from .data import Dataset
-from .models import HEAD, check_input
+from .arraychecks import check_finite, label_fix
 from .checks import check_integer, check_number
-from .datachecks import as_xy, check_xy
-from .models import forward
+from .datachecks import check_data, checked_outputs
+from .models import HEAD, check_kit_model, check_model, outputs_probabilities
 from .training import MAX_EPOCHS, check_recompiled, train_loop
 
 LABEL, HAS_LABEL = 0, 1          # columns of the packed targets; teacher logits follow
@@ -80,9 +79,18 @@ class DistillationLoss(keras.losses.Loss):
 
 def teacher_logits(teacher, data, batch_size=256):
     """The frozen teacher's logits (n, classes) for a Dataset or images, computed once."""
-    x = data.x if isinstance(data, Dataset) else np.asarray(data)
-    check_input(teacher, x)
-    return forward(teacher, x, batch_size).astype(np.float32)
+    _check_logits_model(teacher, "teacher")
+    x = check_data(data, "images", teacher, labels=False)
+    return checked_outputs(teacher, x, batch_size).astype(np.float32)
+
+
+def _check_logits_model(model, what):
+    """Distillation softens logits (divides them by T): a softmax output is not logits."""
+    check_model(model, what)
+    if outputs_probabilities(model):
+        raise ValueError(f"{what} {model.name!r} ends in a softmax ({model.layers[-1].name!r}): "
+                         "distillation needs logits; pass a model whose last layer has no "
+                         "activation (as tk.build_model builds it)")
 
 
 def unlabelled_rest(pool, labelled):
@@ -91,11 +99,20 @@ def unlabelled_rest(pool, labelled):
     E.g. ``unlabelled_rest(target.train, tk.few_shot(target.train, 10))``: the rest of
     the training pool, for a teacher to label softly.
     """
-    px, _ = as_xy(pool, "pool")
-    lx, _ = as_xy(labelled, "labelled data")
+    px = check_data(pool, "pool", labels=False)
+    lx = check_data(labelled, "labelled data", labels=False)
+    if px.shape[1:] != lx.shape[1:] or px.dtype != lx.dtype:
+        raise ValueError(f"labelled images {lx.shape[1:]} {lx.dtype} are not images of the pool "
+                         f"({px.shape[1:]} {px.dtype}); pass a subset of the pool, e.g. "
+                         "unlabelled_rest(task.train, tk.few_shot(task.train, 10))")
+    pool_bytes = [img.tobytes() for img in px]
+    missing = len({img.tobytes() for img in lx} - set(pool_bytes))
+    if missing:
+        raise ValueError(f"{missing} of the {len(lx)} labelled images are not in the pool; pass "
+                         "the pool they were drawn from, e.g. unlabelled_rest(task.train, "
+                         "tk.few_shot(task.train, 10))")
     seen = {img.tobytes() for img in lx}
-    keep = np.array([img.tobytes() not in seen for img in px], dtype=bool)
-    return px[keep]
+    return px[np.array([b not in seen for b in pool_bytes], dtype=bool)]
 
 
 def pack_targets(labels, logits):
@@ -104,13 +121,23 @@ def pack_targets(labels, logits):
     ``labels``: class indices, ``-1`` (``NO_LABEL``) for an unlabelled example.
     """
     labels = np.asarray(labels)
-    logits = np.asarray(logits, dtype=np.float32)
+    try:
+        logits = np.asarray(logits, dtype=np.float32)
+    except (TypeError, ValueError):
+        raise TypeError("logits must be an array of numbers (n, classes), e.g. "
+                        "tk.teacher_logits(teacher, images)") from None
     if labels.ndim != 1 or logits.ndim != 2 or len(labels) != len(logits):
         raise ValueError(f"labels of shape {labels.shape} and logits of shape {logits.shape} "
                          "do not match; pass one label (or -1) and one row of logits per example")
+    if labels.dtype.kind not in "iu":
+        raise ValueError(f"labels must be integer class indices (-1: no label), got dtype "
+                         f"{labels.dtype}; {label_fix(labels)}")
+    check_finite(logits, "logits", "compute them with tk.teacher_logits from finite images")
     if labels.size and (labels.min() < NO_LABEL or labels.max() >= logits.shape[1]):
-        raise ValueError(f"labels must be class indices 0..{logits.shape[1] - 1}, or -1 for "
-                         f"'no label'; got values from {labels.min()} to {labels.max()}")
+        bad = int(labels.max() if labels.max() >= logits.shape[1] else labels.min())
+        raise ValueError(f"labels has label {bad} but the logits have {logits.shape[1]} classes "
+                         f"(labels 0..{logits.shape[1] - 1}, or -1 for 'no label'); pass one "
+                         "such label per example")
     has_label = (labels >= 0).astype(np.float32)
     return np.concatenate([labels.astype(np.float32)[:, None], has_label[:, None], logits], axis=1)
 
@@ -129,22 +156,21 @@ def distill(student, teacher, train, unlabelled=None, val=None, epochs=10, tempe
     check_number(learning_rate, "learning_rate", 0, 1.0, "use a positive value such as 3e-3")
     check_integer(epochs, "epochs", 1, MAX_EPOCHS)
     check_integer(repeat, "repeat", 1)
+    _check_logits_model(student, "student")
+    _check_logits_model(teacher, "teacher")
     if teacher.outputs[0].shape[-1] != student.outputs[0].shape[-1]:
         raise ValueError(f"teacher has {teacher.outputs[0].shape[-1]} outputs but student "
                          f"{student.outputs[0].shape[-1]}; build both with the task's num_classes")
-    x, y = as_xy(train, "training data")
-    check_xy(student, x, y, "training data")
+    x, y = check_data(train, "training data", student)
     labels = np.asarray(y)
     if unlabelled is not None:
-        ux = unlabelled.x if isinstance(unlabelled, Dataset) else np.asarray(unlabelled)
-        check_input(student, ux)
+        ux = check_data(unlabelled, "unlabelled images", student, labels=False)
         x = np.concatenate([x, ux]).astype(np.float32)
         labels = np.concatenate([labels, np.full(len(ux), NO_LABEL)])
     targets = pack_targets(labels, teacher_logits(teacher, x))
     val_data = None
     if val is not None:
-        vx, vy = as_xy(val, "validation data")
-        check_xy(student, vx, vy, "validation data")
+        vx, vy = check_data(val, "validation data", student)
         val_data = (vx, pack_targets(vy, teacher_logits(teacher, vx)))
     if repeat > 1:
         x, targets = np.concatenate([x] * repeat), np.concatenate([targets] * repeat)
@@ -192,6 +218,8 @@ def attach_l2sp(model, alpha=1e-2):
     training step does not see regularizers added later).  ``detach_l2sp`` removes it.
     """
     _check_penalty(alpha)
+    check_kit_model(model, needs=("head",), purpose="L2-SP anchors every layer but the new head",
+                    fix="build it with tk.build_model (its classifier is the layer 'head')")
     variables = _penalised_variables(model)
     if not variables:
         raise ValueError(f"model {model.name!r} has no backbone weights to anchor; "
@@ -210,6 +238,7 @@ def detach_l2sp(model):
 
 def l2sp_penalty(model):
     """The current L2-SP penalty of every anchored variable (trainable or not), as a float."""
+    check_model(model)
     total = 0.0
     for v in model.weights:
         if isinstance(v.regularizer, L2SP):

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 
-from .data import Task, few_shot, target_task
+from .data import Task, check_task_values, few_shot, target_task
 from .evaluation import evaluate
 from .experiments import run_strategy, unlabelled_for
 from .lab_controls import Controls
@@ -81,6 +81,7 @@ class StrategyLab:
     def __init__(self, source=None, task=None, strategies=tuple(STRATEGIES), shots=None,
                  **settings):
         self.task, self.strategies = _checked(task, strategies)
+        check_task_values(self.task)  # before the shots are counted or a run trains
         self.source = source_model() if source is None else source
         self.weights_path = _weights_path(self.source, self.task)
         most = min(self.task.train.counts())  # shots=None: 10, or all a small pool has

@@ -13,11 +13,12 @@ from keras import layers
 
 from .checks import check_integer, is_integer
 from .data import IMAGE_SIZE
-from .environment import preset
+from .environment import preset, warn_backend_mismatch
 
 __all__ = ["AUGMENTATION", "DEFAULT_WIDTHS", "FEATURES", "HEAD", "INPUT", "augmentation_layers",
-           "block_layers", "block_names", "build_model", "check_input", "check_num_classes",
-           "classifier_head", "feature_extractor", "forward"]
+           "block_layers", "block_names", "build_model", "check_input", "check_kit_model",
+           "check_model", "check_num_classes", "classifier_head", "feature_extractor", "forward",
+           "kit_parts", "output_activation", "outputs_probabilities"]
 
 DEFAULT_WIDTHS = preset().widths  # (16, 32, 64) on a CPU; wider with the gpu preset
 INPUT = "image"        # the input layer
@@ -50,6 +51,7 @@ def build_model(num_classes, input_shape=(IMAGE_SIZE, IMAGE_SIZE, 1), widths=DEF
     evaluations see the images as they are.  It holds no weights, so weights load by name
     as without it.
     """
+    warn_backend_mismatch()
     check_num_classes(num_classes)
     shape = tuple(input_shape) if isinstance(input_shape, (tuple, list)) else None
     if (shape is None or len(shape) != 3 or
@@ -142,6 +144,10 @@ def block_names(model):
 def block_layers(model, block):
     """The layers of one block ('block2') or of the head ('head')."""
     valid = block_names(model) + [HEAD]
+    if block == HEAD or not block_names(model):
+        check_kit_model(model, needs=("head",) if block == HEAD else ("blocks",),
+                        purpose=f"the kit trains and freezes it by block (here {block!r})",
+                        fix="build it with tk.build_model, or set layer.trainable yourself")
     if block not in valid:
         raise ValueError(f"unknown block {block!r}; this model has {valid}")
     if block == HEAD:
@@ -151,12 +157,74 @@ def block_layers(model, block):
 
 def feature_extractor(model):
     """A model sharing ``model``'s backbone that outputs the pooled feature vector."""
+    check_kit_model(model, needs=("features",), purpose="its features are that layer's output",
+                    fix="build it with tk.build_model, or use keras.Model(model.input, "
+                        "model.get_layer(name).output) for a layer of your own model")
     return keras.Model(model.input, model.get_layer(FEATURES).output,
                        name=f"{model.name}_features")
 
 
+# --------------------------------------------------------------------------- model checks
+def check_model(model, what="model"):
+    """A Keras model with a defined input; a one-line TypeError / ValueError otherwise."""
+    if not isinstance(model, keras.Model):
+        inner = isinstance(getattr(model, "model", None), keras.Model)
+        hint = (f"pass the Keras model inside it, e.g. {what}.model" if inner else
+                "pass a Keras model, e.g. tk.build_model(task.num_classes)")
+        raise TypeError(f"{what} must be a Keras model, got {type(model).__name__}; {hint}")
+    try:
+        tuple(model.inputs[0].shape)
+    except (AttributeError, IndexError, TypeError, ValueError):
+        raise ValueError(f"{what} {model.name!r} has no defined input yet; give it one, e.g. "
+                         "keras.Input(shape=(28, 28, 1)) as its first layer") from None
+    return model
+
+
+_PARTS = {"blocks": "blocks named block1_..., block2_...", "head": f"layer named {HEAD!r}",
+          "features": f"layer named {FEATURES!r} (the pooled feature vector)"}
+
+
+def kit_parts(model):
+    """The parts of the kit's layout that ``model`` has: a subset of blocks, features, head."""
+    names = {layer.name for layer in model.layers}
+    parts = {"blocks"} if block_names(model) else set()
+    if FEATURES in names:
+        parts.add("features")
+    if HEAD in names and isinstance(model.get_layer(HEAD), keras.layers.Dense):
+        parts.add("head")
+    return parts
+
+
+def check_kit_model(model, what="model", *, needs=("blocks", "head"), purpose, fix):
+    """``model`` has the parts of the kit's layout that a function relies on (``needs``), so
+    it cannot silently do nothing, or something else, on a model the kit did not build."""
+    check_model(model, what)
+    missing = [part for part in needs if part not in kit_parts(model)]
+    if missing:
+        raise ValueError(f"{what} {model.name!r} has no {' and no '.join(_PARTS[m] for m in missing)}"
+                         f" (it was not built by tk.build_model), but {purpose}; {fix}")
+    return model
+
+
+def output_activation(model):
+    """The activation of the model's output layer: 'softmax', 'linear' (logits), ..."""
+    layer = model.layers[-1] if model.layers else None
+    while isinstance(layer, keras.Model) and layer.layers:
+        layer = layer.layers[-1]
+    if isinstance(layer, keras.layers.Softmax):
+        return "softmax"
+    activation = getattr(layer, "activation", None)
+    return getattr(activation, "__name__", "linear") if activation is not None else "linear"
+
+
+def outputs_probabilities(model):
+    """True when the model's output already is a softmax (probabilities, not logits)."""
+    return output_activation(model) == "softmax"
+
+
 def check_input(model, x):
     """Raise a one-line error when ``x`` does not fit the model's input."""
+    check_model(model)
     expected = tuple(model.inputs[0].shape[1:])
     got = tuple(getattr(x, "shape", ()))
     if len(got) != len(expected) + 1 or got[1:] != expected:

@@ -13,12 +13,8 @@ temporary folder, then are renamed into place: the cache never holds half a file
 from __future__ import annotations
 
 import contextlib
-import gzip
-import io
 import os
-import pickle
 import socket
-import tarfile
 import threading
 import urllib.parse
 import urllib.request
@@ -27,16 +23,18 @@ from dataclasses import dataclass
 import keras
 import numpy as np
 
-from ._io import save_atomically, shown
+from .files import save_atomically, shown
 from .checks import check_choice
 from .data import DIGITS, IMAGE_SIZE, Dataset, Task
 from .environment import cache_dir
-from .models import FEATURES, INPUT, check_num_classes, classifier_head
+from .onlinefiles import READ_ERRORS, READERS
+from .models import FEATURES, INPUT, check_model, check_num_classes, classifier_head
+from .weightfiles import check_weights_values
 
 __all__ = ["BACKBONE_FILES", "DEFAULT_TIMEOUT", "ENV_OFFLINE", "KERAS_APPS_URL",
            "KERAS_DATASETS_URL", "MIN_BACKBONE_SIZE", "ONLINE_DATASETS", "OfflineError",
            "OnlineDataset", "OnlineFile", "backbone_architecture", "check_connection", "fetch",
-           "fetch_online", "is_cached", "load_online_dataset", "online_cache_dir",
+           "fetch_online", "is_cached", "load_online_dataset", "offline_requested", "online_cache_dir",
            "online_file_paths", "online_task", "pretrained_backbone", "pretrained_target_model",
            "try_online"]
 
@@ -154,9 +152,22 @@ def _proxy_for(url):
     return _host(proxy if "://" in proxy else f"http://{proxy}")
 
 
+def offline_requested():
+    """$TRANSFERKIT_OFFLINE as a switch: 1/true/yes/on forbid downloads, 0/false/no/off or
+    unset allow them (case and spaces ignored); anything else is a one-line ValueError."""
+    value = os.environ.get(ENV_OFFLINE, "")
+    word = value.strip().lower()
+    if word in ("1", "true", "yes", "on"):
+        return True
+    if word in ("", "0", "false", "no", "off"):
+        return False
+    raise ValueError(f"{ENV_OFFLINE}={value!r} is not understood; set it to 1 (never download) "
+                     f"or 0 (downloads allowed), or unset it")
+
+
 def check_connection(url, timeout=DEFAULT_TIMEOUT):
     """None if ``url``'s host (or its proxy) answers within ``timeout`` s, else the reason."""
-    if os.environ.get(ENV_OFFLINE, "").strip() not in ("", "0"):
+    if offline_requested():
         return f"{ENV_OFFLINE} is set"
     host, port = _proxy_for(url) or _host(url)
     outcome = {}
@@ -213,51 +224,6 @@ def fetch(file, what, alternative, timeout=DEFAULT_TIMEOUT):
 
 
 # --------------------------------------------------------------------------- datasets
-def _read_mnist(paths):
-    with np.load(paths[0], allow_pickle=False) as f:
-        return (f["x_train"], f["y_train"]), (f["x_test"], f["y_test"])
-
-
-def _read_idx(path, offset):
-    with gzip.open(path, "rb") as f:
-        return np.frombuffer(f.read(), np.uint8, offset=offset)
-
-
-def _read_fashion(paths):
-    y_train, y_test = _read_idx(paths[0], 8), _read_idx(paths[2], 8)
-    x_train = _read_idx(paths[1], 16).reshape(len(y_train), 28, 28)
-    x_test = _read_idx(paths[3], 16).reshape(len(y_test), 28, 28)
-    return (x_train, y_train), (x_test, y_test)
-
-
-class _NumpyOnlyUnpickler(pickle.Unpickler):
-    """CIFAR's batches are pickles: allow numpy arrays, refuse anything that could run code."""
-
-    ALLOWED = {("numpy", "ndarray"), ("numpy", "dtype"),
-               ("numpy.core.multiarray", "_reconstruct"),
-               ("numpy._core.multiarray", "_reconstruct")}
-
-    def find_class(self, module, name):
-        if (module, name) in self.ALLOWED:
-            return super().find_class(module, name)
-        raise pickle.UnpicklingError(f"refusing {module}.{name} in a CIFAR batch file, which "
-                                     "should hold numpy arrays only")
-
-
-def _read_cifar(paths):
-    def batch(archive, name):
-        raw = archive.extractfile(f"cifar-10-batches-py/{name}").read()
-        d = _NumpyOnlyUnpickler(io.BytesIO(raw), encoding="bytes").load()
-        x = np.asarray(d[b"data"], np.uint8).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
-        return x, np.asarray(d[b"labels"], np.int64)
-
-    with tarfile.open(paths[0], "r:gz") as archive:
-        train = [batch(archive, f"data_batch_{i}") for i in range(1, 6)]
-        test = batch(archive, "test_batch")
-    return (np.concatenate([x for x, _ in train]), np.concatenate([y for _, y in train])), test
-
-
-_READERS = {"mnist": _read_mnist, "fashion_mnist": _read_fashion, "cifar10": _read_cifar}
 
 
 _DATASET_ALTERNATIVE = "tk.target_task() (printed digits) or tk.handwritten_digits()"
@@ -269,9 +235,8 @@ def _arrays(name, timeout):
     spec = _choose(name, ONLINE_DATASETS, "online dataset")
     paths = [fetch(f, spec.title, _DATASET_ALTERNATIVE, timeout) for f in spec.files]
     try:
-        return spec, _READERS[name](paths)
-    except (OSError, ValueError, KeyError, EOFError, tarfile.TarError,
-            pickle.UnpicklingError) as exc:
+        return spec, READERS[name](paths)
+    except READ_ERRORS as exc:
         raise ValueError(f"cannot read the cached {spec.title} files in {paths[0].parent} "
                          f"({exc}); delete them and fetch again") from None
 
@@ -355,7 +320,14 @@ def pretrained_backbone(name="mobilenet_v3_small", input_size=96, timeout=DEFAUL
     _check_size(input_size)
     path = fetch(file, _BACKBONE_WHAT, _BACKBONE_ALTERNATIVE, timeout)
     model = backbone_architecture(input_size)
-    model.load_weights(str(path))
+    try:
+        model.load_weights(str(path))
+    except (OSError, ValueError, KeyError) as exc:  # a damaged or hand-copied wrong file
+        raise ValueError(f"cannot read the cached {_BACKBONE_WHAT} in {shown(path)} "
+                         f"({str(exc).splitlines()[0] if str(exc) else type(exc).__name__}); "
+                         "delete it and fetch again") from None
+    check_weights_values({w.path: [keras.ops.convert_to_numpy(w)] for w in model.weights},
+                         f"the cached {_BACKBONE_WHAT} ({shown(path)})")
     model.trainable = False
     return model
 
@@ -371,6 +343,7 @@ def pretrained_target_model(backbone, num_classes, input_shape=(IMAGE_SIZE, IMAG
     (``models.INPUT``, ``FEATURES``, ``HEAD``), so ``tk.compile_model``, ``tk.fit`` and ``tk.evaluate`` apply.
     """
     check_num_classes(num_classes)
+    check_model(backbone, "backbone")
     want = tuple(backbone.inputs[0].shape[1:])
     if len(want) != 3:
         raise ValueError(f"backbone {backbone.name!r} takes inputs of shape {want}; "

@@ -7,6 +7,8 @@ import numpy as np
 
 from .checks import check_integer
 from .curves import run_color
+from .data import Dataset
+from .datachecks import check_data
 from .evaluation import Mistakes
 from .figures import (Figure, FigureCheckError, check_figure, overlapping_tick_labels,
                       text_renderer)
@@ -18,6 +20,11 @@ __all__ = ["FigureCheckError", "check_figure", "plot_bars", "plot_confusion", "p
 def show_images(dataset, n=10, per_class=False, figsize=None, title=None):
     """A row (or a class-by-class grid) of images with their labels; the title defaults to
     the dataset's name."""
+    if not isinstance(dataset, Dataset):
+        raise TypeError(f"show_images draws a tk.Dataset (its labels title the images), got "
+                        f"{type(dataset).__name__}; pass e.g. task.train, or "
+                        "tk.Dataset(x, y, class_names)")
+    check_data(dataset, "dataset", head=False, allow_empty=True)
     if per_class:
         rows = []
         for c in range(dataset.num_classes):
@@ -191,8 +198,8 @@ def show_augmented(augmentation, images, *, copies=5, title=None):
                         "tk.augmentation_layers(...) or the model's layer "
                         "model.get_layer('augment')")
     check_integer(copies, "copies", 1, 20)
-    x = np.asarray(images, dtype="float32")
-    x = x[None] if x.ndim == 3 else x
+    x = np.asarray(getattr(images, "x", images))
+    x = check_data(x[None] if x.ndim == 3 else x, "images", labels=False).astype("float32")
     columns = int(copies) + 1
     fig = Figure(figsize=(1.0 * columns, 1.05 * len(x) + 0.4))
     axes = fig.subplots(len(x), columns, squeeze=False)

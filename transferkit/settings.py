@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import inspect
 
-from .checks import check_choice
+from .checks import MAX_SEED, check_choice
 from .options import Option
 from .strategies import BN_MODE, COMMON_OPTION_NAMES, FINE_TUNE_SCALE, HEAD_LR, STRATEGIES
 
@@ -22,7 +22,6 @@ __all__ = ["MAX_RUN_EPOCHS", "MAX_SEED", "RUN_OPTIONS", "SHOTS", "Settings", "ch
            "options", "takes_settings"]
 
 MAX_RUN_EPOCHS = 1000   # a strategy run; a typo of 10,000 would train for hours
-MAX_SEED = 2 ** 32 - 1  # NumPy's seeds stop here
 
 RUN_OPTIONS = (
     Option("learning_rate", "rate", HEAD_LR, 1e-6, 1.0, log=True, example=0.01,

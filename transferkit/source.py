@@ -17,16 +17,17 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from ._io import shown, write_text
+from .files import shown, write_text
 from .checks import check_choice
 from .data import Dataset, Task, rich_source_task, shift, source_task
 from .environment import (ENV_CACHE, Preset, cache_dir, mixed_precision_active, numerics_tag,
                           preset, set_seed)
-from .models import build_model
+from .models import build_model, check_kit_model
 from .evaluation import evaluate
 from .shared_cache import check_shared_cache, entry, refusal
 from .training import compile_model, fit
 from .transfer import load_matching_weights, save_weights
+from .weightfiles import check_weights_values
 
 __all__ = ["SOURCE_RECIPE", "SOURCE_RECIPES", "SOURCE_TASKS", "SourceModel", "preset_recipe",
            "publish_source", "recipe_key", "recipe_task", "resolve_recipe", "source_model",
@@ -160,6 +161,10 @@ def train_source_model(task=None, recipe=SOURCE_RECIPE, callbacks=()):
 def publish_source(model, scores, recipe=SOURCE_RECIPE):
     """Write weights, then metadata, each atomically; the metadata marks the pair complete."""
     recipe = resolve_recipe(recipe)
+    _check_publishable(model, recipe)
+    if not all(hasattr(scores, key) for key in ("accuracy", "class_names")):
+        raise TypeError(f"scores must be what tk.evaluate(model, task.test) returns, got "
+                        f"{type(scores).__name__}; pass tk.evaluate(model, task.test)")
     weights, meta = source_paths(recipe)
     save_weights(model, weights)
     info = {"task": recipe["task"], "classes": list(scores.class_names),
@@ -167,6 +172,19 @@ def publish_source(model, scores, recipe=SOURCE_RECIPE):
             "sha256": _digest(weights)}  # checked on load: a swapped or torn file is not used
     write_text(meta, json.dumps(info, indent=1))
     return weights, info
+
+
+def _check_publishable(model, recipe):
+    """The cache holds only what the recipe builds, with finite weights (a diverged model's
+    NaN weights would otherwise load as "6 of 6 layers" and train to chance)."""
+    check_kit_model(model, purpose="the cache holds the recipe's CNN",
+                    fix="publish a model built with tk.build_model(..., widths=recipe['widths'])")
+    widths = [int(layer.filters) for layer in model.layers if layer.name.endswith("_conv")]
+    if widths != list(recipe["widths"]):
+        raise ValueError(f"model {model.name!r} has widths {widths} but the recipe {recipe['widths']}"
+                         "; build it with tk.build_model(..., widths=recipe['widths'])")
+    check_weights_values({w.path: [keras.ops.convert_to_numpy(w)] for w in model.weights},
+                         f"model {model.name!r}")
 
 
 def _read_info(meta, recipe):

@@ -14,15 +14,16 @@ import weakref
 import keras
 import numpy as np
 
-from .checks import check_integer, check_rate
+from .checks import check_integer, check_number, check_rate
 from .datachecks import as_xy, check_classes, check_xy
 from .history import HistoryRecorder, RunHistory, StopSwitch
-from .models import forward
+from .models import HEAD, block_names, check_model, forward, outputs_probabilities
 
 __all__ = ["MAX_EPOCHS", "RecompileError", "ScaledAdam", "Validation", "check_recompiled",
            "compile_model", "fit", "remember_fit", "repeat_for", "steps_per_epoch", "train_loop"]
 
 MAX_EPOCHS = 10_000
+MAX_MULTIPLIER = 100.0  # a block's learning rate at most this times the base rate
 
 
 def compile_model(model, learning_rate=1e-3, *, block_lr=None):
@@ -32,14 +33,40 @@ def compile_model(model, learning_rate=1e-3, *, block_lr=None):
     and the like: a rate per optimizer step; ``steps_per_epoch`` converts epochs to steps).
     ``block_lr``: a learning-rate multiplier per block (``ScaledAdam``), e.g. {"block1": 0.1}.
     """
+    check_model(model)
     if not isinstance(learning_rate, keras.optimizers.schedules.LearningRateSchedule):
         check_rate(learning_rate)
+    if outputs_probabilities(model):
+        raise ValueError(f"model {model.name!r} ends in a softmax ({model.layers[-1].name!r}), "
+                         "but tk.compile_model's loss reads logits; build the last layer without "
+                         "an activation (tk.build_model does), or compile it yourself with "
+                         "loss='sparse_categorical_crossentropy'")
+    block_lr = _check_block_lr(model, block_lr)
     optimizer = (ScaledAdam(block_lr, learning_rate=learning_rate) if block_lr else
                  keras.optimizers.Adam(learning_rate))
     model.compile(optimizer=optimizer,
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                   metrics=["accuracy"])
     return model
+
+
+def _check_block_lr(model, block_lr):
+    """{block name: multiplier}: blocks of this model, positive finite multipliers."""
+    if block_lr is None:
+        return None
+    blocks = block_names(model) + [HEAD]
+    if not isinstance(block_lr, dict):
+        raise TypeError(f"block_lr={block_lr!r} must be a dict of learning-rate multipliers by "
+                        f"block, e.g. block_lr={{{blocks[0]!r}: 0.1}}")
+    for name, multiplier in block_lr.items():
+        if name not in blocks:
+            raise ValueError(f"block_lr names {name!r}, which is not a block of model "
+                             f"{model.name!r} ({blocks}); use those names, e.g. "
+                             f"block_lr={{{blocks[0]!r}: 0.1}}")
+        check_number(multiplier, f"block_lr[{name!r}]", 0, MAX_MULTIPLIER,
+                     f"use a positive multiplier of the learning rate up to {MAX_MULTIPLIER:g}, "
+                     "e.g. 0.1 (1 = the base rate; to stop a block learning, tk.freeze it)")
+    return dict(block_lr)
 
 
 class ScaledAdam(keras.optimizers.Adam):
@@ -77,8 +104,11 @@ class Validation(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         if logs is None:
             return
-        logits = forward(self.classifier or self.model, self.x, self.batch_size)
-        losses = keras.losses.sparse_categorical_crossentropy(self.y, logits, from_logits=True)
+        model = self.classifier or self.model
+        logits = forward(model, self.x, self.batch_size)
+        # a model of one's own may end in a softmax: its outputs are probabilities then
+        losses = keras.losses.sparse_categorical_crossentropy(
+            self.y, logits, from_logits=not outputs_probabilities(model))
         logs["val_loss"] = float(np.mean(keras.ops.convert_to_numpy(losses)))
         logs["val_accuracy"] = float(np.mean(logits.argmax(axis=1) == self.y))
 
@@ -124,6 +154,7 @@ def fit(model, train, val=None, *, epochs=10, batch_size=32, callbacks=(), label
     """
     check_integer(epochs, "epochs", 1, MAX_EPOCHS)
     check_integer(batch_size, "batch_size", 1)
+    check_model(model)
     if not getattr(model, "compiled", False):
         raise RuntimeError(f"model {model.name!r} is not compiled; call "
                            "tk.compile_model(model, learning_rate=...) first")

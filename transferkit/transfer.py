@@ -11,79 +11,41 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import h5py
 import numpy as np
 
-from ._io import WEIGHTS_SUFFIX, os_error_reason, save_atomically
-from .checks import check_integer
-from .models import HEAD, block_layers, block_names, check_input
+from .files import WEIGHTS_SUFFIX, save_atomically
+from .checks import check_flag, check_integer
+from .datachecks import check_data
+from .models import HEAD, block_layers, block_names, check_kit_model, check_model
+from .weightfiles import check_weights_name, read_weights_file
 
 __all__ = ["PARTIAL_FIX", "WEIGHTS_SUFFIX", "LoadReport", "ParamSummary", "adapt_batchnorm",
-           "batchnorm_layers", "count_params", "freeze", "load_matching_weights", "open_blocks", "param_summary", "read_weights_file",
-           "save_model", "save_weights", "train_only", "unfreeze"]
+           "batchnorm_layers", "count_params", "freeze", "load_matching_weights", "open_blocks",
+           "param_summary", "read_weights_file", "save_model", "save_weights", "train_only",
+           "unfreeze"]
 
 
 # --------------------------------------------------------------------------- saving
-def _check_weights_name(path):
-    if not isinstance(path, (str, os.PathLike)):
-        raise TypeError(f"weights path must be a str or pathlib.Path, got {path!r}; pass e.g. "
-                        "'source.weights.h5' or tk.source_model().weights_path")
-    if str(path).endswith(".keras"):
-        raise ValueError(f"{str(path)!r} is a whole-model '.keras' file, not a weights file; "
-                         "load it with keras.saving.load_model(path) (save with tk.save_model), "
-                         f"or use a weights file such as {Path(path).stem}{WEIGHTS_SUFFIX}")
-    if not str(path).endswith(WEIGHTS_SUFFIX):
-        raise ValueError(f"weights file {str(path)!r} must end in {WEIGHTS_SUFFIX!r} (the Keras 3 "
-                         f"naming rule); rename it, e.g. {Path(path).stem}{WEIGHTS_SUFFIX}")
-
-
 def save_weights(model, path):
     """``model.save_weights`` written atomically; returns the path."""
-    _check_weights_name(path)
+    check_weights_name(path)
+    check_model(model)
     return save_atomically(model.save_weights, path)
 
 
 def save_model(model, path):
     """``model.save`` (architecture + weights + optimizer) written atomically to a ``.keras`` file."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"model path must be a str or pathlib.Path, got {path!r}; pass e.g. "
+                        "'model.keras'")
     if not str(path).endswith(".keras"):
         raise ValueError(f"model file {str(path)!r} must end in '.keras'; rename it, e.g. "
                          f"{Path(path).stem}.keras")
+    check_model(model)
     return save_atomically(model.save, path)
 
 
 # --------------------------------------------------------------------------- loading
-def read_weights_file(path):
-    """{layer name: [arrays]} from a Keras 3 ``.weights.h5`` file."""
-    _check_weights_name(path)
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"no weights file at {str(path)!r}; save one first with "
-                                "tk.save_weights(model, path) or tk.source_model()")
-    if path.is_dir():
-        raise IsADirectoryError(f"{str(path)!r} is a folder, not a weights file; pass the path "
-                                f"of a file inside it, e.g. {str(path / 'model.weights.h5')!r}")
-    try:
-        with h5py.File(path, "r") as f:
-            if "layers" not in f:
-                raise ValueError("no 'layers' group")
-            out = {}
-            for group in f["layers"].values():
-                vars_ = group.get("vars")
-                if vars_ is None:
-                    continue
-                name = vars_.attrs.get("name", group.name.split("/")[-1])
-                name = name.decode() if isinstance(name, bytes) else str(name)
-                arrays = [np.asarray(vars_[str(i)]) for i in range(len(vars_))]
-                if arrays:
-                    out[name] = arrays
-            return out
-    except (OSError, ValueError, KeyError) as exc:
-        reason = (os_error_reason(exc)[1] if isinstance(exc, OSError) else
-                  (str(exc).splitlines() or [type(exc).__name__])[0])
-        raise ValueError(f"{str(path)!r} is not a readable Keras weights file ({reason}); it may "
-                         "be truncated by an interrupted save: delete it and save again") from None
-
-
 @dataclass
 class LoadReport:
     """What ``load_matching_weights`` did, layer by layer."""
@@ -147,6 +109,7 @@ def load_matching_weights(model, path, strict=False, require_backbone=False,
     with weights but the head) at its random start.  Everything is checked before the
     first weight is written: a refusal leaves the model untouched.
     """
+    check_model(model)
     stored = read_weights_file(path)
     report = LoadReport(str(path))
     names = {layer.name for layer in model.layers}
@@ -197,8 +160,15 @@ def _shapes(shapes):
 
 
 # --------------------------------------------------------------------------- freezing
-def _resolve_blocks(model, blocks, top):
+def _resolve_blocks(model, blocks, top, who):
+    check_kit_model(model, needs=("blocks",), purpose=f"tk.{who} works on the kit's named blocks",
+                    fix=f"build it with tk.build_model, or {who} your own model's layers with "
+                        f"layer.trainable = {who == 'unfreeze'}")
     available = block_names(model)
+    if top is not None and blocks is not None:
+        raise ValueError(f"{who}(model, blocks={blocks!r}, top={top!r}) names blocks twice; pass "
+                         f"either blocks=[...] (by name) or top=n (the top n), e.g. "
+                         f"tk.{who}(model, top=1)")
     if top is not None:
         check_integer(top, "top", 0, len(available),
                       context=f"this model has {len(available)} blocks: {available}")
@@ -207,6 +177,9 @@ def _resolve_blocks(model, blocks, top):
         return available
     if isinstance(blocks, str):
         blocks = [blocks]
+    if not isinstance(blocks, (list, tuple)) or not all(isinstance(b, str) for b in blocks):
+        raise TypeError(f"blocks={blocks!r} must be a block name or a list of them, e.g. "
+                        f"blocks={available[:2]}")
     for b in blocks:
         block_layers(model, b)  # raises on unknown names
     return list(blocks)
@@ -217,7 +190,7 @@ def freeze(model, blocks=None, top=None):
 
     Remember to compile again afterwards: the kit's ``fit`` checks it.
     """
-    frozen = _resolve_blocks(model, blocks, top)
+    frozen = _resolve_blocks(model, blocks, top, "freeze")
     for b in frozen:
         for layer in block_layers(model, b):
             layer.trainable = False
@@ -231,7 +204,8 @@ def unfreeze(model, blocks=None, top=None, train_batchnorm=False):
     ``train_batchnorm=True``: re-estimating their statistics from a few target
     examples usually destroys what the source taught.
     """
-    opened = _resolve_blocks(model, blocks, top)
+    check_flag(train_batchnorm, "train_batchnorm")
+    opened = _resolve_blocks(model, blocks, top, "unfreeze")
     open_blocks(model, opened, train_batchnorm)
     return opened
 
@@ -276,12 +250,11 @@ def adapt_batchnorm(model, images, *, batch_size=256):
     """
     import keras
 
-    x = getattr(images, "x", images)
-    x = np.asarray(x)
-    if x.dtype.kind not in "fiu":
-        raise TypeError(f"images of dtype {x.dtype} cannot be adapted to; pass float images "
-                        "in [0, 1], e.g. images.astype('float32')")
-    check_input(model, x)
+    x = check_data(images, "unlabelled images", model, labels=False)
+    if not batchnorm_layers(model):
+        raise ValueError(f"model {model.name!r} has no BatchNormalization layers: there is "
+                         "nothing to adapt; pass a model with BatchNorm, e.g. one built with "
+                         "tk.build_model")
     if len(x) < 2:
         raise ValueError(f"adapt_batchnorm needs at least 2 images to estimate a variance, got "
                          f"{len(x)}; pass more unlabelled target images, e.g. task.train.x")
@@ -335,6 +308,9 @@ class ParamSummary:
 
 def param_summary(model):
     """Trainable and non-trainable parameter counts, per block and in total."""
+    check_kit_model(model, needs=("head",), purpose="tk.param_summary counts the kit's blocks "
+                    "and head", fix="use model.summary() for another model, or build it with "
+                    "tk.build_model")
     rows = []
     for b in block_names(model) + [HEAD]:
         layers_ = block_layers(model, b)

@@ -97,10 +97,8 @@ def test_recommend_strategy_branches(shots, similarity, expected):
     text = str(rec)
     assert text.startswith(f"Recommended: {tk.STRATEGIES[expected].title}")
     assert "Why:" in text and len(rec.reasons) >= 2
-    # fine-tuning leads only with BatchNorm training (the arc), which is the default mode
-    assert (rec.bn_mode == "train") or expected != "fine_tune_all"
-    default = tk.strategies.BN_MODE.default
-    assert (f"bn_mode={rec.bn_mode!r}" in text.splitlines()[0]) == (rec.bn_mode != default)
+    assert (rec.bn_mode == "train") == (expected == "fine_tune_all")
+    assert ("bn_mode='train'" in text.splitlines()[0]) == (rec.bn_mode == "train")
 
 
 def test_recommender_thresholds_rest_on_the_committed_arc():

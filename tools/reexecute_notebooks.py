@@ -43,7 +43,7 @@ print("@@" + json.dumps({"digest": f.digest, "parts": f.parts, "cpu": r["cpu"],
 
 def write_atomic(path, text):
     """The kit's one atomic writer (write-then-rename, the usual file mode)."""
-    from transferkit._io import write_text
+    from transferkit.files import write_text
 
     write_text(path, text)
 

@@ -22,7 +22,7 @@ from sklearn.preprocessing import StandardScaler
 from .checks import check_choice
 from .datachecks import check_data, checked_outputs
 from .models import check_model, feature_extractor
-from .strategies import BN_MODE, STRATEGIES
+from .strategies import STRATEGIES
 
 __all__ = ["FEW_SHOTS", "PLENTY_SHOTS", "RANK_KEYS", "SIMILAR", "SIMILARITY_WORDS", "Ranking",
            "Recommendation", "h_score", "logme", "probe_accuracy", "rank_sources",
@@ -184,10 +184,10 @@ FEW_SHOTS = 20         # up to here feature extraction is best or within the see
 PLENTY_SHOTS = 100     # from here scratch beats every transfer strategy on the kit's tasks
 # Which registered strategy each case of the arc recommends (and with which BatchNorm mode):
 # data, read by recommend_strategy and checked against the registry when it answers.
-RECOMMENDED = {"few shots": ("feature_extraction", BN_MODE.default),  # its blocks never open
+RECOMMENDED = {"few shots": ("feature_extraction", "frozen"),
                "between": ("fine_tune_all", "train"),
-               "plenty": ("scratch", BN_MODE.default),    # scratch's BatchNorm trains anyway
-               "dissimilar source": ("scratch", BN_MODE.default)}
+               "plenty": ("scratch", "frozen"),    # the default: scratch's BatchNorm trains anyway
+               "dissimilar source": ("scratch", "frozen")}
 
 
 @dataclass
@@ -196,7 +196,7 @@ class Recommendation:
     shots_per_class: int
     similarity: float
     reasons: list = field(default_factory=list)
-    bn_mode: str = BN_MODE.default  # for tk.run_strategy(..., bn_mode=) and the lab
+    bn_mode: str = "frozen"       # for tk.run_strategy(..., bn_mode=) and the lab
 
     @property
     def title(self):
@@ -204,7 +204,7 @@ class Recommendation:
 
     def __str__(self):
         why = "\n".join(f"  - {r}" for r in self.reasons)
-        how = f"{self.strategy!r}" + (f", bn_mode={self.bn_mode!r}" if self.bn_mode != BN_MODE.default
+        how = f"{self.strategy!r}" + (f", bn_mode={self.bn_mode!r}" if self.bn_mode != "frozen"
                                       else "")
         return (f"Recommended: {self.title} ({how}) for {self.shots_per_class} shots "
                 f"per class, source similarity {self.similarity:.2f}\nWhy:\n{why}")

@@ -22,7 +22,7 @@ from .evaluation import evaluate
 from .history import RunHistory
 from .models import block_names, build_model
 from .settings import check_shots, resolve, takes_settings
-from .strategies import (BN_MODE, HEAD_LR, STRATEGIES, batchnorm_trains, check_bn_mode,
+from .strategies import (HEAD_LR, STRATEGIES, batchnorm_trains, check_bn_mode,
                          fine_tune_phases, get_strategy, split_epochs)
 from .training import MAX_EPOCHS, Validation, compile_model, fit, repeat_for, train_loop
 from .transfer import PARTIAL_FIX, adapt_batchnorm, load_matching_weights, train_only
@@ -47,7 +47,7 @@ class RunContext:
     train: object
     val: object = None
     unlabelled: object = None
-    bn_mode: str = BN_MODE.default
+    bn_mode: str = "frozen"
     callbacks: tuple = ()
     batch_size: int = 32
     repeat: int = 1
@@ -107,7 +107,7 @@ def _train_phases(run, phases, epochs, rates, multipliers, fit_phase=default_fit
 
 
 def run_phases(model, train, val, phases, epochs, learning_rates, *, batch_size=32,
-               callbacks=(), repeat=1, bn_mode=BN_MODE.default, unlabelled=None):
+               callbacks=(), repeat=1, bn_mode="frozen", unlabelled=None):
     """Train ``model`` phase by phase (``epochs`` and ``learning_rates``: one per phase) into
     one ``RunHistory``; an interrupted phase (Stop, Kernel -> Interrupt) ends the run.
 
@@ -131,7 +131,7 @@ def _check_unlabelled(bn_mode, unlabelled, strategy=None):
                          "bn_mode='adapt' or leave out unlabelled=")
 
 
-def train_from_scratch(train, val, num_classes, *, epochs, learning_rate=HEAD_LR, batch_size=32,
+def train_from_scratch(train, val, num_classes, *, epochs, learning_rate=3e-3, batch_size=32,
                        callbacks=(), seed=0, repeat=1):
     """A freshly initialised model trained on ``train`` only: the baseline to beat."""
     set_seed(seed)
@@ -143,7 +143,7 @@ def train_from_scratch(train, val, num_classes, *, epochs, learning_rate=HEAD_LR
 
 def fine_tune(model, train, val, *, head_epochs, finetune_epochs, head_lr=HEAD_LR,
               finetune_lr=None, unfreeze_top=None, batch_size=32, callbacks=(), repeat=1,
-              bn_mode=BN_MODE.default, unlabelled=None):
+              bn_mode="frozen", unlabelled=None):
     """The fine-tuning recipe: train the new head on a frozen backbone, then open the top
     blocks and train gently (``finetune_lr``, by default ``head_lr * FINE_TUNE_SCALE``).
 
@@ -193,7 +193,7 @@ def _check_source(strategy, source_weights):
                          "(e.g. tk.source_model().weights_path) or use 'scratch'")
 
 
-def unlabelled_for(strategy, task, unlabelled=None, bn_mode=BN_MODE.default):
+def unlabelled_for(strategy, task, unlabelled=None, bn_mode="frozen"):
     """The unlabelled images one run of ``strategy`` gets from an entry point that holds a
     ``task``: a strategy that trains on them gets ``unlabelled``, else the task's whole
     training pool (its labels unused); under ``bn_mode="adapt"`` the others get

@@ -44,11 +44,10 @@ BASE_RATE = "base"         # in Phase.block_lr: this block trains at the run's b
 
 # What a transfer strategy does with the source's BatchNorm layers (``bn_mode=``):
 BN_MODES = {
-    "frozen": "the source's statistics, in inference mode, not trained",
+    "frozen": "the source's statistics, in inference mode, not trained (the default)",
     "adapt": "AdaBN: statistics re-estimated on unlabelled target images before training, "
              "then frozen",
-    "train": "trainable and in training mode (batch statistics) whenever their block is open "
-             "(the default: ahead of frozen in the kit's measurements, notebooks 04 and 09)",
+    "train": "trainable and in training mode (batch statistics) whenever their block is open",
 }
 
 
@@ -164,7 +163,7 @@ def get_strategy(name):
 
 
 # the option of the settings table (settings.RUN_OPTIONS), here so check_bn_mode says the same
-BN_MODE = Option("bn_mode", "choice", "train", choices=tuple(BN_MODES), example="frozen",
+BN_MODE = Option("bn_mode", "choice", "frozen", choices=tuple(BN_MODES), example="train",
                  help="the transferred BatchNorm layers: " + "; ".join(
                      f"{key}: {text.split(' (')[0]}" for key, text in BN_MODES.items()))
 

@@ -66,7 +66,7 @@ def test_pack_targets_layout_and_errors():
     packed = tk.pack_targets(np.array([2, -1]), np.zeros((2, 3)))
     np.testing.assert_array_equal(packed[:, :2], [[2, 1], [-1, 0]])
     assert packed.shape == (2, 5) and packed.dtype == np.float32
-    with pytest.raises(ValueError, match="class indices 0..2"):
+    with pytest.raises(ValueError, match=r"label 3 but the logits have 3 classes \(labels 0..2"):
         tk.pack_targets(np.array([3]), np.zeros((1, 3)))
     with pytest.raises(ValueError, match="do not match"):
         tk.pack_targets(np.array([0, 1]), np.zeros((3, 3)))

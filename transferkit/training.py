@@ -23,7 +23,9 @@ __all__ = ["MAX_EPOCHS", "RecompileError", "ScaledAdam", "Validation", "check_re
            "compile_model", "fit", "remember_fit", "repeat_for", "steps_per_epoch", "train_loop"]
 
 MAX_EPOCHS = 10_000
-MAX_MULTIPLIER = 100.0  # a block's learning rate at most this times the base rate
+# A block's rate as a multiple of the base: rates range over 1e-6..1 (settings), so a head at
+# the base rate over blocks at a small finetune_lr is a legitimate ratio up to 1e6.
+MAX_MULTIPLIER = 1e6
 
 
 def compile_model(model, learning_rate=1e-3, *, block_lr=None):
@@ -64,7 +66,7 @@ def _check_block_lr(model, block_lr):
                              f"{model.name!r} ({blocks}); use those names, e.g. "
                              f"block_lr={{{blocks[0]!r}: 0.1}}")
         check_number(multiplier, f"block_lr[{name!r}]", 0, MAX_MULTIPLIER,
-                     f"use a positive multiplier of the learning rate up to {MAX_MULTIPLIER:g}, "
+                     f"use a positive multiplier of the learning rate up to {MAX_MULTIPLIER:,.0f}, "
                      "e.g. 0.1 (1 = the base rate; to stop a block learning, tk.freeze it)")
     return dict(block_lr)
 
